@@ -1,0 +1,45 @@
+"""Collapse rules: pure judgements over a run's metric history that say when, and why, a run has collapsed.
+
+Each rule has one method, `check(history) -> Verdict | None`, with no I/O and no state, so the same code judges
+live trials, recorded logs and replays. `first_verdict` is the OR over rules; `collect_warnings` gathers the
+signs that do not stop a run on their own. `CollapseConfig` is the spec's `pruning.collapse` section and
+`build_rules` turns it into rules.
+"""
+
+from orchestrator.collapse._base import Baseline, Mode, Rule, Verdict, WarningRule, collect_warnings, first_verdict
+from orchestrator.collapse._config import (
+    CollapseConfig,
+    DeadConfig,
+    EntropyConfig,
+    LengthCollapseConfig,
+    NonFiniteConfig,
+    ScoreDropConfig,
+    build_rules,
+)
+from orchestrator.collapse._dead import DeadRule
+from orchestrator.collapse._entropy import EntropyRule
+from orchestrator.collapse._length_collapse import LengthCollapseRule
+from orchestrator.collapse._non_finite import NonFiniteRule
+from orchestrator.collapse._score_drop import ScoreDropRule
+
+__all__ = [
+    "Baseline",
+    "CollapseConfig",
+    "DeadConfig",
+    "DeadRule",
+    "EntropyConfig",
+    "EntropyRule",
+    "LengthCollapseConfig",
+    "LengthCollapseRule",
+    "Mode",
+    "NonFiniteConfig",
+    "NonFiniteRule",
+    "Rule",
+    "ScoreDropConfig",
+    "ScoreDropRule",
+    "Verdict",
+    "WarningRule",
+    "build_rules",
+    "collect_warnings",
+    "first_verdict",
+]

@@ -1,0 +1,124 @@
+"""How the score rules judge an objective: the drop of each evaluation from the best so far.
+
+A drop is measured as a fraction of the best score's gain over a baseline. With `mode="max"` an evaluation has
+dropped by `drop` when
+
+    value < best - drop * |best - baseline|
+
+and with `mode="min"` when `value > best + drop * |best - baseline|`. With the default baseline 0 and positive
+scores this is `value < (1 - drop) * best` (max) or `value > (1 + drop) * best` (min). For a score that can be
+negative (a reward in [-1, 1]) set the baseline to its worst value, or to `"first"` (the run's first
+evaluation, e.g. the validation before training): the gain is then measured from where the run started, so a
+score near 0 or below 0 is judged on the same scale. While the best equals the baseline there is no gain to lose
+and nothing counts as a drop. NaN and inf evaluations are skipped here (`NonFiniteRule` judges them).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from orchestrator.collapse._base import Baseline, Mode
+from orchestrator.history import History, series
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredEval:
+    """One finite evaluation of the objective, judged against the best before it (itself included)."""
+
+    step: int
+    value: float
+    best: float
+    best_step: int
+    baseline: float
+    threshold: float | None
+    dropped: bool
+
+
+def judge_evals(
+    history: History,
+    metric: str,
+    *,
+    mode: Mode,
+    drop: float,
+    baseline: Baseline,
+    min_delta: float = 0.0,
+) -> list[ScoredEval]:
+    """Return every finite evaluation of `metric`, each judged against the running best.
+
+    Args:
+        history: The run's points in increasing step order.
+        metric: The objective.
+        mode: `max` or `min`.
+        drop: The fraction of the gain over the baseline that counts as a drop.
+        baseline: A fixed value or `"first"`.
+        min_delta: The drop must also exceed this absolute amount.
+    """
+    evals = series(history, metric, finite=True)
+    if not evals:
+        return []
+    base = evals[0][1] if baseline == "first" else float(baseline)
+    judged: list[ScoredEval] = []
+    best, best_step = evals[0][1], evals[0][0]
+    for step, value in evals:
+        if _better(value, best, mode):
+            best, best_step = value, step
+        threshold = _threshold(best, base, drop, mode)
+        dropped = (
+            threshold is not None and _better(threshold, value, mode) and abs(best - value) > min_delta
+        )
+        judged.append(ScoredEval(step, value, best, best_step, base, threshold, dropped))
+    return judged
+
+
+def latest_eval(evals: Sequence[ScoredEval], step: int) -> ScoredEval | None:
+    """Return the last evaluation at or before `step`, or None if there is none yet."""
+    index = bisect.bisect_right([e.step for e in evals], step)
+    return evals[index - 1] if index else None
+
+
+def first_streak(items: Iterable[T], condition: Callable[[T], bool], n: int) -> list[T] | None:
+    """Return the first `n` consecutive items that all meet `condition`, or None."""
+    streak: list[T] = []
+    for item in items:
+        streak = [*streak, item] if condition(item) else []
+        if len(streak) == n:
+            return streak
+    return None
+
+
+def describe_threshold(evaluation: ScoredEval, drop: float, mode: Mode) -> str:
+    """Return e.g. `1.66 (best 2.21 at step 75 less 25% of its gain over 0)` for a reason sentence."""
+    sign = "less" if mode == "max" else "plus"
+    return (
+        f"{evaluation.threshold:.4g} (best {evaluation.best:.4g} at step {evaluation.best_step} {sign} "
+        f"{drop:.0%} of its gain over {evaluation.baseline:.4g})"
+    )
+
+
+def eval_evidence(evaluation: ScoredEval) -> dict[str, float | int | None]:
+    """Return the evidence fields that describe one judged evaluation."""
+    return {
+        "score": evaluation.value,
+        "score_step": evaluation.step,
+        "best": evaluation.best,
+        "best_step": evaluation.best_step,
+        "baseline": evaluation.baseline,
+        "threshold": evaluation.threshold,
+    }
+
+
+def _better(a: float, b: float, mode: Mode) -> bool:
+    return a > b if mode == "max" else a < b
+
+
+def _threshold(best: float, baseline: float, drop: float, mode: Mode) -> float | None:
+    gain = abs(best - baseline)
+    # No gain over the baseline yet: nothing to lose.
+    if gain == 0.0:
+        return None
+    return best - drop * gain if mode == "max" else best + drop * gain

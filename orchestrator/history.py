@@ -1,0 +1,144 @@
+"""The common in-memory form of a run's metrics: one `Point` per training step.
+
+Every reader (verl file logger, console logs, TensorBoard, wandb CSV) and the live tailer produce `Point`s, and
+the collapse rules judge a `History`: the points of one run in increasing step order. Metric names are verl's.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "History",
+    "Point",
+    "default_objective",
+    "is_validation_metric",
+    "merge_records",
+    "metric_names",
+    "series",
+]
+
+_VAL_CORE = re.compile(r"^val-core/(?P<source>.+)/(?P<variable>[^/]+)/mean@(?P<n>\d+)$")
+_OLD_VAL = re.compile(r"^val/test_score/(?P<source>.+)$")
+_TRAIN_SCORE = "critic/score/mean"
+_VALIDATION_PREFIXES = ("val/", "val-core/", "val-aux/", "test_score/")
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """The metrics a run logged at one training step.
+
+    Attributes:
+        step: The training step (verl's `global_steps`).
+        metrics: Metric name to value. Values are floats; NaN and inf are kept as they were logged. A metric
+            that was not logged at this step is absent, never NaN.
+    """
+
+    step: int
+    metrics: Mapping[str, float]
+
+    def get(self, metric: str) -> float | None:
+        """Return the value of `metric` at this step, or None if it was not logged."""
+        return self.metrics.get(metric)
+
+
+History = Sequence[Point]
+"""The points of one run, in increasing step order, one point per step."""
+
+
+def series(history: History, metric: str, *, finite: bool = False) -> list[tuple[int, float]]:
+    """Return `(step, value)` for every point that logged `metric`.
+
+    Args:
+        history: The run's points, in increasing step order.
+        metric: The metric name.
+        finite: If True, leave out NaN and inf values.
+
+    Returns:
+        The pairs in step order; empty if the metric was never logged.
+    """
+    pairs = [(point.step, point.metrics[metric]) for point in history if metric in point.metrics]
+    if finite:
+        return [(step, value) for step, value in pairs if math.isfinite(value)]
+    return pairs
+
+
+def metric_names(history: History) -> list[str]:
+    """Return the sorted names of every metric logged at any step."""
+    return sorted({name for point in history for name in point.metrics})
+
+
+def is_validation_metric(metric: str) -> bool:
+    """Return True for metrics verl logs only on validation steps (`val-core/...`, `val/...`, ...)."""
+    return metric.startswith(_VALIDATION_PREFIXES)
+
+
+def default_objective(keys: Iterable[str]) -> str | None:
+    """Pick the metric a run is judged by when the spec names none.
+
+    The choice, in order: the first `val-core/<data_source>/<variable>/mean@N` metric (data_source may contain
+    `/`; ties are broken by data source, variable, then the smallest N), else the first old-style
+    `val/test_score/<data_source>` metric, else the training score `critic/score/mean`.
+
+    Args:
+        keys: Metric names, e.g. `metric_names(history)`.
+
+    Returns:
+        The metric name, or None when none of them was logged.
+    """
+    names = set(keys)
+    core = [match for match in map(_VAL_CORE.match, names) if match]
+    if core:
+        best = min(core, key=lambda m: (m["source"], m["variable"], int(m["n"])))
+        return best.string
+    old = sorted(name for name in names if _OLD_VAL.match(name))
+    if old:
+        return old[0]
+    if _TRAIN_SCORE in names:
+        return _TRAIN_SCORE
+    return None
+
+
+def merge_records(records: Iterable[tuple[int, Mapping[str, float]]]) -> list[Point]:
+    """Fold logged records, in the order they were written, into one point per step.
+
+    verl may write several records for one step and repeat steps after a restart. The rules:
+
+    - A record for a step below the last step seen starts a new attempt (a restart from a checkpoint): the
+      points after that step belong to the superseded attempt and are dropped.
+    - A training record (one with any non-validation metric) for a step that already holds training metrics is
+      a repeat by a later attempt: it replaces the point.
+    - Otherwise the record is merged into the step's point, key by key, the later value winning. This joins a
+      validation-only record (old verl's separate validation line, the validation before training) with the
+      training record of the same step.
+
+    Args:
+        records: `(step, metrics)` pairs in file order.
+
+    Returns:
+        The points in increasing step order.
+    """
+    by_step: dict[int, dict[str, float]] = {}
+    last_step: int | None = None
+    for step, metrics in records:
+        # A step going backwards means a new attempt: forget what the old one logged after it.
+        if last_step is not None and step < last_step:
+            by_step = {s: m for s, m in by_step.items() if s <= step}
+        last_step = step
+        current = by_step.get(step)
+        if current is None:
+            by_step[step] = dict(metrics)
+            continue
+        # The same step logged again with training metrics: the later attempt wins.
+        if _has_training_metrics(metrics) and _has_training_metrics(current):
+            by_step[step] = dict(metrics)
+            continue
+        current.update(metrics)
+    return [Point(step=step, metrics=by_step[step]) for step in sorted(by_step)]
+
+
+def _has_training_metrics(metrics: Mapping[str, float]) -> bool:
+    return any(not is_validation_metric(name) for name in metrics)
