@@ -16,6 +16,7 @@ __all__ = [
     "Point",
     "default_objective",
     "is_validation_metric",
+    "merge_points",
     "merge_records",
     "metric_names",
     "series",
@@ -138,6 +139,14 @@ def merge_records(records: Iterable[tuple[int, Mapping[str, float]]]) -> list[Po
             continue
         current.update(metrics)
     return [Point(step=step, metrics=by_step[step]) for step in sorted(by_step)]
+
+
+def merge_points(points: Iterable[Point]) -> list[Point]:
+    """Fold points read record by record (e.g. from `JsonlTail.poll`) into one point per step.
+
+    The same rules as `merge_records`.
+    """
+    return merge_records((point.step, point.metrics) for point in points)
 
 
 def _has_training_metrics(metrics: Mapping[str, float]) -> bool:

@@ -36,7 +36,8 @@ def test_collapse_config_defaults() -> None:
 
 def test_build_rules_default_builds_every_rule_in_tie_order() -> None:
     rules = build_rules(CollapseConfig(), OBJECTIVE, "max")
-    assert [type(rule) for rule in rules] == [NonFiniteRule, DeadRule, LengthCollapseRule, ScoreDropRule, EntropyRule]
+    expected = [NonFiniteRule, DeadRule, LengthCollapseRule, ScoreDropRule, EntropyRule]
+    assert [type(rule) for rule in rules] == expected
     assert [rule.name for rule in rules] == ["non_finite", "dead", "length_collapse", "score_drop", "entropy"]
     assert all(isinstance(rule, Rule) for rule in rules)
 
@@ -69,16 +70,23 @@ def test_build_rules_non_finite_watches_objective_when_asked() -> None:
 @pytest.mark.parametrize(
     ("data", "location", "message"),
     [
-        ({"score_drop": {"drop": 1.5}}, ("score_drop", "drop"), "`drop` must be greater than 0 and less than 1 but got 1.5."),
+        ({"score_drop": {"drop": 1.5}}, ("score_drop", "drop"),
+         "`drop` must be greater than 0 and less than 1 but got 1.5."),
         ({"score_drop": {"n_evals": 0}}, ("score_drop", "n_evals"), "`n_evals` must be at least 1 but got 0."),
-        ({"score_drop": {"min_delta": -1}}, ("score_drop", "min_delta"), "`min_delta` must be a finite number of at least 0 but got -1."),
-        ({"dead": {"threshold": 0}}, ("dead", "threshold"), "`threshold` must be a finite number greater than 0 but got 0.0."),
+        ({"score_drop": {"min_delta": -1}}, ("score_drop", "min_delta"),
+         "`min_delta` must be a finite number of at least 0 but got -1."),
+        ({"dead": {"threshold": 0}}, ("dead", "threshold"),
+         "`threshold` must be a finite number greater than 0 but got 0.0."),
         ({"dead": {"n_steps": 0}}, ("dead", "n_steps"), "`n_steps` must be at least 1 but got 0."),
-        ({"length_collapse": {"ratio": 0}}, ("length_collapse", "ratio"), "`ratio` must be greater than 0 and less than 1 but got 0.0."),
-        ({"length_collapse": {"length_metric": ""}}, ("length_collapse", "length_metric"), "`length_metric` must be a non-empty metric name but got ''."),
+        ({"length_collapse": {"ratio": 0}}, ("length_collapse", "ratio"),
+         "`ratio` must be greater than 0 and less than 1 but got 0.0."),
+        ({"length_collapse": {"length_metric": ""}}, ("length_collapse", "length_metric"),
+         "`length_metric` must be a non-empty metric name but got ''."),
         ({"entropy": {"window": 0}}, ("entropy", "window"), "`window` must be at least 1 but got 0."),
-        ({"entropy": {"explosion_ratio": 0.5}}, ("entropy", "explosion_ratio"), "`explosion_ratio` must be a finite number greater than 1 but got 0.5."),
-        ({"entropy": {"entropy_metrics": []}}, ("entropy", "entropy_metrics"), "`entropy_metrics` must name at least 1 metric but got 0."),
+        ({"entropy": {"explosion_ratio": 0.5}}, ("entropy", "explosion_ratio"),
+         "`explosion_ratio` must be a finite number greater than 1 but got 0.5."),
+        ({"entropy": {"entropy_metrics": []}}, ("entropy", "entropy_metrics"),
+         "`entropy_metrics` must name at least 1 metric but got 0."),
         ({"grace_steps": -1}, ("grace_steps",), "`grace_steps` must be at least 0 but got -1."),
         ({"baseline": float("nan")}, ("baseline",), "`baseline` must be a finite number or 'first' but got nan."),
     ],

@@ -116,7 +116,7 @@ class EntropyConfig(_RuleConfig):
 
     entropy_metrics: list[str] = Field(default_factory=lambda: list(ENTROPY_METRICS))
     window: int = 5
-    collapse_ratio: float = 0.1
+    collapse_ratio: float = 0.05
     explosion_ratio: float = 3.0
     drop: float = 0.25
     n_steps: int = 3

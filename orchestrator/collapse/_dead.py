@@ -94,5 +94,6 @@ class DeadRule:
                 "grad_norms": [[step, norm] for step, norm, _ in streak],
                 "drop": self._drop,
                 "onset_step": onset_step,
+                "onset_eval_step": streak[0][2].step if streak[0][2] else None,
             },
         )

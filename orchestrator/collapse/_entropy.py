@@ -68,7 +68,7 @@ class EntropyRule:
         *,
         entropy_metrics: Sequence[str] = DEFAULT_METRICS,
         window: int = 5,
-        collapse_ratio: float = 0.1,
+        collapse_ratio: float = 0.05,
         explosion_ratio: float = 3.0,
         drop: float = 0.25,
         n_steps: int = 3,
@@ -154,4 +154,5 @@ class EntropyRule:
                 f"{describe_threshold(last.score, self._drop, self._mode)}"
             )
             evidence.update(eval_evidence(last.score), metric=self._metric, drop=self._drop)
+            evidence["onset_eval_step"] = onset.score.step if onset.score else None
         return Verdict(rule=self.name, step=last.step, reason=reason + ".", evidence=evidence)

@@ -84,8 +84,8 @@ class LengthCollapseRule:
         if streak is None:
             return None
         onset_step, last_step, length, longest = streak[0][0], *streak[-1]
-        score = latest_eval(evals, last_step)
-        assert score is not None  # the streak's condition guarantees it
+        score, onset_score = latest_eval(evals, last_step), latest_eval(evals, onset_step)
+        assert score is not None and onset_score is not None  # the streak's condition guarantees them
         return Verdict(
             rule=self.name,
             step=last_step,
@@ -105,5 +105,6 @@ class LengthCollapseRule:
                 "lengths": [[step, value] for step, value, _ in streak],
                 "drop": self._drop,
                 "onset_step": onset_step,
+                "onset_eval_step": onset_score.step,
             },
         )

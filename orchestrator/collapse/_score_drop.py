@@ -95,5 +95,6 @@ class ScoreDropRule:
                 "n_evals": self._n_evals,
                 "evals": [[e.step, e.value] for e in streak],
                 "onset_step": onset.step,
+                "onset_eval_step": onset.step,
             },
         )
