@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import doctest
+import pickle
+from types import ModuleType
+
 import pytest
 from pydantic import ValidationError
 
@@ -14,8 +18,11 @@ from orchestrator.collapse import (
     Rule,
     ScoreDropRule,
     build_rules,
+    first_verdict,
 )
+from orchestrator.collapse import _config, _non_finite, _score_drop
 from orchestrator.history import Point
+from orchestrator.readers import _tail
 
 OBJECTIVE = "val-core/openai/gsm8k/acc/mean@1"
 
@@ -114,3 +121,22 @@ def test_build_rules_with_invalid_arguments(objective: str, mode: str) -> None:
 def test_collapse_config_round_trips_through_dump() -> None:
     config = CollapseConfig.model_validate({"baseline": "first", "dead": {"threshold": 1e-4}})
     assert CollapseConfig.model_validate(config.model_dump()) == config
+
+
+def test_rules_verdicts_and_config_survive_pickling() -> None:
+    # Ray ships rules and configs to the trial's worker, and restores trials from pickles.
+    config = CollapseConfig.model_validate({"baseline": "first"})
+    rules = pickle.loads(pickle.dumps(build_rules(config, "val", "max")))
+    history = [Point(10, {"val": 1.0}), Point(20, {"val": 2.0}), Point(30, {"val": 1.0}), Point(40, {"val": 1.0})]
+    verdict = first_verdict(rules, history)
+    assert verdict is not None
+    assert pickle.loads(pickle.dumps(verdict)) == verdict
+    assert pickle.loads(pickle.dumps(history)) == history
+    assert pickle.loads(pickle.dumps(config)) == config
+
+
+@pytest.mark.parametrize("module", [_config, _non_finite, _score_drop, _tail])
+def test_docstring_examples(module: ModuleType) -> None:
+    failed, attempted = doctest.testmod(module)
+    assert attempted > 0
+    assert failed == 0

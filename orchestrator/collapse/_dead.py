@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from orchestrator.collapse._base import Baseline, Mode, Verdict
-from orchestrator.collapse._score import describe_threshold, eval_evidence, first_streak, judge_evals, latest_eval
+from orchestrator.collapse._score import describe_threshold, eval_evidence, first_streak, judge_evals, latest_evals
 from orchestrator.collapse._validation import (
     check_at_least,
     check_baseline,
@@ -63,11 +63,13 @@ class DeadRule:
         # No evaluation yet: the score cannot have dropped.
         if not evals:
             return None
-        steps = [
-            (point.step, point.metrics[self._grad_norm_metric], latest_eval(evals, point.step))
+        norms = [
+            (point.step, point.metrics[self._grad_norm_metric])
             for point in history
             if math.isfinite(point.metrics.get(self._grad_norm_metric, math.nan))
         ]
+        scores = latest_evals(evals, (step for step, _ in norms))
+        steps = [(step, norm, score) for (step, norm), score in zip(norms, scores)]
         streak = first_streak(
             steps,
             lambda s: s[1] <= self._threshold and s[2] is not None and s[2].dropped,

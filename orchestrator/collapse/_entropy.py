@@ -14,7 +14,7 @@ from orchestrator.collapse._score import (
     eval_evidence,
     first_streak,
     judge_evals,
-    latest_eval,
+    latest_evals,
 )
 from orchestrator.collapse._validation import (
     check_above_one,
@@ -110,10 +110,11 @@ class EntropyRule:
         if early <= 0.0:
             return None
         evals = judge_evals(history, self._metric, mode=self._mode, drop=self._drop, baseline=self._baseline)
+        judged = [(step, value) for step, value in values[self._window :] if step >= self._grace_steps]
+        scores = latest_evals(evals, (step for step, _ in judged))
         readings = [
-            _Reading(step, value, self._anomaly(value, early), latest_eval(evals, step))
-            for step, value in values[self._window :]
-            if step >= self._grace_steps
+            _Reading(step, value, self._anomaly(value, early), score)
+            for (step, value), score in zip(judged, scores)
         ]
 
         def anomalous(r: _Reading) -> bool:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import math
 
 from orchestrator.collapse._base import Baseline, Mode, Verdict
-from orchestrator.collapse._score import describe_threshold, eval_evidence, first_streak, judge_evals, latest_eval
+from orchestrator.collapse._score import (
+    ScoredEval,
+    describe_threshold,
+    eval_evidence,
+    first_streak,
+    judge_evals,
+    latest_evals,
+)
 from orchestrator.collapse._validation import (
     check_at_least,
     check_baseline,
@@ -66,7 +73,7 @@ class LengthCollapseRule:
         # No evaluation yet: the score cannot have dropped.
         if not evals:
             return None
-        steps: list[tuple[int, float, float]] = []
+        lengths: list[tuple[int, float, float]] = []
         longest = -math.inf
         for point in history:
             length = point.metrics.get(self._length_metric, math.nan)
@@ -74,17 +81,19 @@ class LengthCollapseRule:
             if not math.isfinite(length):
                 continue
             longest = max(longest, length)
-            steps.append((point.step, length, longest))
+            lengths.append((point.step, length, longest))
+        scores = latest_evals(evals, (step for step, _, _ in lengths))
+        steps = [(*entry, score) for entry, score in zip(lengths, scores)]
 
-        def collapsed(s: tuple[int, float, float]) -> bool:
-            score = latest_eval(evals, s[0])
-            return s[0] >= self._grace_steps and s[1] < self._ratio * s[2] and score is not None and score.dropped
+        def collapsed(s: tuple[int, float, float, ScoredEval | None]) -> bool:
+            step, length, longest, score = s
+            return step >= self._grace_steps and length < self._ratio * longest and score is not None and score.dropped
 
         streak = first_streak(steps, collapsed, self._n_steps)
         if streak is None:
             return None
-        onset_step, last_step, length, longest = streak[0][0], *streak[-1]
-        score, onset_score = latest_eval(evals, last_step), latest_eval(evals, onset_step)
+        onset_step, onset_score = streak[0][0], streak[0][3]
+        last_step, length, longest, score = streak[-1]
         assert score is not None and onset_score is not None  # the streak's condition guarantees them
         return Verdict(
             rule=self.name,
@@ -102,7 +111,7 @@ class LengthCollapseRule:
                 "length": length,
                 "max_length": longest,
                 "ratio": self._ratio,
-                "lengths": [[step, value] for step, value, _ in streak],
+                "lengths": [[step, value] for step, value, _, _ in streak],
                 "drop": self._drop,
                 "onset_step": onset_step,
                 "onset_eval_step": onset_score.step,

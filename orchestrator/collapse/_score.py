@@ -15,7 +15,6 @@ and nothing counts as a drop. NaN and inf evaluations are skipped here (`NonFini
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -75,10 +74,18 @@ def judge_evals(
     return judged
 
 
-def latest_eval(evals: Sequence[ScoredEval], step: int) -> ScoredEval | None:
-    """Return the last evaluation at or before `step`, or None if there is none yet."""
-    index = bisect.bisect_right([e.step for e in evals], step)
-    return evals[index - 1] if index else None
+def latest_evals(evals: Sequence[ScoredEval], steps: Iterable[int]) -> list[ScoredEval | None]:
+    """Return, for each of `steps` (in increasing order), the last evaluation at or before it, or None.
+
+    One pass over both sequences, so that a rule stays linear in the length of the history.
+    """
+    latest: list[ScoredEval | None] = []
+    index = 0
+    for step in steps:
+        while index < len(evals) and evals[index].step <= step:
+            index += 1
+        latest.append(evals[index - 1] if index else None)
+    return latest
 
 
 def first_streak(items: Iterable[T], condition: Callable[[T], bool], n: int) -> list[T] | None:
