@@ -1,0 +1,125 @@
+"""`ablate plan SPEC`: the trials a spec would run, each validated against its trainer's own config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from orchestrator.cli import _console
+
+
+def plan(
+    spec_path: Path = typer.Argument(..., metavar="SPEC", help="The sweep spec (YAML)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the trials as JSON: id, name, factors, seed, argv."),
+    out: Path = typer.Option(None, "--out", help="Sweep directory the argv points at [default: runs/<name>]."),
+    hours_per_trial: float = typer.Option(
+        None, "--hours-per-trial", min=0, help="Estimated hours per trial for the GPU-hours total [default: the spec's budget.hours_per_trial]."
+    ),
+    validate: bool = typer.Option(True, "--validate/--no-validate", help="Check every trial against the trainer's config."),
+) -> None:
+    """Show the trials a sweep would run, each checked against its trainer's own config, before anything runs.
+
+    Exits 0 when every trial is valid, 2 when the spec or any trial is not.
+    """
+    from orchestrator.design import expand
+    from orchestrator.errors import AblateError
+    from orchestrator.spec import load_spec
+    from orchestrator.trainers import RunContext, get_trainer
+
+    try:
+        spec = load_spec(spec_path)
+        expansion = expand(spec)
+    except AblateError as exc:
+        _console.abort(str(exc))
+    sweep_dir = out if out is not None else Path("runs") / spec.name
+    trainer = get_trainer(spec.trainer.backend)
+
+    def ctx_for(trial):  # noqa: ANN001, ANN202
+        return RunContext(workdir=sweep_dir / "trials" / trial.name, project=spec.name)
+
+    for warning in expansion.warnings:
+        _console.warn(warning)
+    trials = expansion.trials
+    problems: dict[str, list[str]] = {t.id: [] for t in trials}
+    if validate:
+        with _console.status(f"Checking {len(trials)} trials against {spec.trainer.backend}'s config..."):
+            try:
+                problems.update(trainer.validate(trials, ctx_for))
+            except AblateError as exc:
+                _console.abort(str(exc))
+    argvs = {}
+    for t in trials:
+        try:
+            argvs[t.id] = list(trainer.command(t, ctx_for(t)).argv)
+        except ValueError as exc:
+            problems[t.id].append(str(exc))
+            argvs[t.id] = []
+    n_bad = sum(1 for t in trials if problems[t.id])
+
+    if json_out:
+        _console.print_json(
+            [
+                {
+                    "id": t.id,
+                    "name": t.name,
+                    "factors": t.values,
+                    "seed": t.seed,
+                    "argv": argvs[t.id],
+                    "errors": problems[t.id],
+                }
+                for t in trials
+            ]
+        )
+    else:
+        _print_plan(spec, trials, problems, validate, hours_per_trial)
+    for t in trials:
+        for problem in problems[t.id]:
+            _console.err.print(f"[bold red]error:[/] {spec_path}: trial {t.name} ({t.id}): {problem}", highlight=False)
+    if n_bad:
+        raise typer.Exit(2)
+
+
+def _print_plan(spec, trials, problems, validated: bool, hours_per_trial: float | None) -> None:  # noqa: ANN001
+    from orchestrator.design import factor_short_name
+    factor_names = list(spec.factors)
+    table = Table(title=f"{spec.name}: {len(trials)} trials ({spec.design.type}, {len(spec.seed_list)} seed(s) each)")
+    table.add_column("#", justify="right")
+    table.add_column("trial", no_wrap=True)
+    table.add_column("id", no_wrap=True)
+    for name in factor_names:
+        table.add_column(factor_short_name(name, factor_names))
+    table.add_column("seed", justify="right")
+    table.add_column("GPUs", justify="right")
+    table.add_column("check")
+    gpus = spec.resources.gpus * spec.resources.nodes
+    for i, t in enumerate(trials, 1):
+        if not validated:
+            check = "[dim]skipped[/]"
+        elif problems[t.id]:
+            check = f"[red]{len(problems[t.id])} error(s)[/]"
+        else:
+            check = "[green]valid[/]"
+        table.add_row(str(i), t.name, t.id, *(t.levels[n] for n in factor_names), str(t.seed), str(gpus), check)
+    _console.print_table(table)
+    hours = hours_per_trial if hours_per_trial is not None else spec.budget.hours_per_trial
+    n_points = len({t.point for t in trials})
+    total = f"{len(trials)} trials = {n_points} points x {len(spec.seed_list)} seeds; {gpus} GPU(s) per trial"
+    if hours is not None:
+        total += f"; about {len(trials) * hours * max(gpus, 1):,.0f} {'GPU' if gpus else 'CPU'}-hours at {hours:g} h per trial"
+    else:
+        total += "; GPU-hours: set budget.hours_per_trial or --hours-per-trial for an estimate"
+    _console.out.print(total, highlight=False)
+    objective = spec.objective.metric
+    if objective == "auto":
+        objective = "auto (the first val-core/<source>/<var>/mean@N the trainer logs)"
+    _console.out.print(
+        f"objective: {objective}, {spec.objective.mode}; budget: {spec.budget.max_steps} steps, eval every "
+        f"{spec.budget.eval_every}, checkpoint every {spec.budget.save_every}",
+        highlight=False,
+    )
+    n_bad = sum(1 for t in trials if problems[t.id])
+    if validated:
+        verdict = "all valid" if not n_bad else f"{n_bad} of {len(trials)} trials invalid"
+        _console.out.print(f"{spec.trainer.backend} config check: {verdict}", highlight=False)
