@@ -1,0 +1,256 @@
+"""Runs of the mini trainer: verl's file formats, checkpoints, resume equivalence, signals, seeds, sweep configs.
+
+Runs are tiny (a 60-step warm start cached per module in a temporary ABLATE_CACHE_DIR, batches of 8 prompts).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from orchestrator.minigrpo import checkpoint
+from orchestrator.minigrpo.config import compose
+from orchestrator.minigrpo.task import TaskSpec, make_prompts
+from orchestrator.minigrpo.trainer import train
+from orchestrator.minigrpo.tracking import console_line, file_logger_path, jsonl_line
+from orchestrator.minigrpo.warmstart import WarmStartSpec, load_or_train
+
+ROOT = Path(__file__).resolve().parents[1]
+A = "actor_rollout_ref.actor."
+TINY = [
+    "mini.warm_start.steps=60",
+    "mini.task.n_train_prompts=400",
+    "mini.task.n_val_prompts=32",
+    "data.train_batch_size=8",
+    f"{A}ppo_mini_batch_size=8",
+    "trainer.test_freq=2",
+    "trainer.logger=[file]",
+    "trainer.resume_mode=disable",
+]
+STEP_METRICS = [
+    "critic/score/mean", "critic/score/max", "critic/score/min", "actor/entropy", "actor/pg_loss",
+    "actor/grad_norm", "actor/lr", "actor/pg_clipfrac", "actor/ppo_kl", "response_length/mean",
+    "response_length/max", "response_length/min", "response_length/clip_ratio", "critic/advantages/max",
+    "critic/advantages/min", "critic/advantages/mean", "perf/throughput", "timing_s/step",
+]
+VAL_METRICS = ["val-core/mini/reward/mean@1", "val-aux/mini/correct/mean@1"]
+SWEEP_CONFIGS = {
+    "original": [],
+    "cosine": [f"{A}optim.lr_scheduler_type=cosine", f"{A}optim.lr_warmup_steps=1"],
+    "kl": [f"{A}use_kl_loss=true", f"{A}kl_loss_coef=0.01", f"{A}kl_loss_type=low_var_kl"],
+    "entropy": [f"{A}entropy_coeff=0.01"],
+    "n4": ["actor_rollout_ref.rollout.n=4"],
+}
+
+
+@pytest.fixture(scope="module")
+def minigrpo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A warm-start cache shared by this module's runs."""
+    return tmp_path_factory.mktemp("minigrpo-cache")
+
+
+@pytest.fixture
+def minigrpo_workdir(minigrpo_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh working folder with ABLATE_CACHE_DIR set and the metrics file at <tmp>/metrics.jsonl."""
+    monkeypatch.setenv("ABLATE_CACHE_DIR", str(minigrpo_cache))
+    monkeypatch.setenv("VERL_FILE_LOGGER_PATH", str(tmp_path / "metrics.jsonl"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _comparable(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if not k.startswith(("perf/", "timing_s/"))}
+
+
+def _run(workdir: Path, *overrides: str) -> list[dict[str, Any]]:
+    train(compose([*TINY, *overrides]))
+    return _records(workdir / "metrics.jsonl")
+
+
+def test_jsonl_line_writes_nan_and_inf_as_null() -> None:
+    line = jsonl_line(3, {"a": float("nan"), "b": float("inf"), "c": -float("inf"), "d": 1.5, "e": 2})
+    assert line == b'{"step":3,"data":{"a":null,"b":null,"c":null,"d":1.5,"e":2}}\n'
+
+
+def test_console_line_has_verl_format() -> None:
+    assert console_line(7, {"actor/lr": 0.001, "name": "x", "n": 2}) == "step:7 - actor/lr:0.001 - n:2"
+
+
+def test_file_logger_path_follows_verl_env_vars(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VERL_FILE_LOGGER_PATH", raising=False)
+    monkeypatch.setenv("VERL_FILE_LOGGER_ROOT", str(tmp_path))
+    assert file_logger_path("proj", "exp") == tmp_path / "proj" / "exp.jsonl"
+    monkeypatch.setenv("VERL_FILE_LOGGER_PATH", str(tmp_path / "x.jsonl"))
+    assert file_logger_path("proj", "exp") == tmp_path / "x.jsonl"
+
+
+def test_train_writes_one_verl_record_per_step(minigrpo_workdir: Path) -> None:
+    (minigrpo_workdir / "metrics.jsonl").write_text("stale line from an earlier attempt\n")
+    records = _run(minigrpo_workdir, "trainer.total_training_steps=4")
+    assert [r["step"] for r in records] == [0, 1, 2, 3, 4]
+    assert all(set(r) == {"step", "data"} for r in records)
+    assert sorted(records[0]["data"]) == sorted(
+        ["val-core/mini/reward/mean@1", "val-aux/mini/correct/mean@1", "val-aux/mini/well_formed/mean@1",
+         "val-aux/mini/response_length/mean@1"]
+    )
+    for record in records[1:]:
+        assert set(STEP_METRICS) <= set(record["data"])
+        assert "actor/kl_loss" not in record["data"]
+        assert "actor/entropy_loss" not in record["data"]
+    assert [set(VAL_METRICS) <= set(r["data"]) for r in records] == [True, False, True, False, True]
+    text = (minigrpo_workdir / "metrics.jsonl").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert all(0.0 <= r["data"]["val-aux/mini/correct/mean@1"] <= 1.0 for r in records if r["step"] % 2 == 0)
+
+
+def test_train_console_logger_prints_step_lines(minigrpo_workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train(compose([*TINY, "trainer.total_training_steps=2", "trainer.logger=[console]"]))
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step:")]
+    assert [line.split(" - ")[0] for line in lines] == ["step:0", "step:1", "step:2"]
+    assert " - actor/entropy:" in lines[1]
+    assert not (minigrpo_workdir / "metrics.jsonl").exists()
+
+
+def test_train_exports_ray_kwargs_env_vars(minigrpo_workdir: Path) -> None:
+    target = minigrpo_workdir / "via-ray-kwargs.jsonl"
+    train(compose([*TINY, "trainer.total_training_steps=1",
+                   f"+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH={target}"]))
+    assert [r["step"] for r in _records(target)] == [0, 1]
+
+
+def test_train_checkpoint_layout_and_pruning(minigrpo_workdir: Path) -> None:
+    _run(minigrpo_workdir, "trainer.total_training_steps=5", "trainer.save_freq=2",
+         "trainer.max_actor_ckpt_to_keep=2", "trainer.default_local_dir=ckpt")
+    root = minigrpo_workdir / "ckpt"
+    assert (root / "latest_checkpointed_iteration.txt").read_text() == "5"
+    assert sorted(p.name for p in root.iterdir()) == [
+        "global_step_4", "global_step_5", "latest_checkpointed_iteration.txt"
+    ]
+    actor = root / "global_step_5" / "actor"
+    assert sorted(p.name for p in actor.iterdir()) == [
+        "extra_state_world_size_1_rank_0.pt", "model_world_size_1_rank_0.pt", "optim_world_size_1_rank_0.pt"
+    ]
+    assert (root / "global_step_5" / "data.pt").exists()
+    state = checkpoint.load(root / "global_step_5")
+    assert state.step == 5 and state.scheduler_steps == 5
+    assert set(state.rng) == {"rollout", "torch"}
+
+
+def test_train_without_save_freq_writes_no_checkpoint(minigrpo_workdir: Path) -> None:
+    _run(minigrpo_workdir, "trainer.total_training_steps=2", "trainer.default_local_dir=ckpt")
+    assert not (minigrpo_workdir / "ckpt").exists()
+
+
+def test_train_same_seed_gives_identical_metrics(minigrpo_workdir: Path) -> None:
+    first = _run(minigrpo_workdir, "trainer.total_training_steps=3")
+    second = _run(minigrpo_workdir, "trainer.total_training_steps=3")
+    assert [_comparable(r["data"]) for r in first] == [_comparable(r["data"]) for r in second]
+
+
+@pytest.mark.parametrize("seed_key", ["actor_rollout_ref.rollout.seed", "data.seed"])
+def test_train_trial_seeds_change_the_run(minigrpo_workdir: Path, seed_key: str) -> None:
+    base = _run(minigrpo_workdir, "trainer.total_training_steps=3")
+    other = _run(minigrpo_workdir, "trainer.total_training_steps=3", f"{seed_key}=7")
+    assert base[0] == other[0], "step-0 validation depends on the warm start only"
+    assert [r["data"]["actor/entropy"] for r in base[1:]] != [r["data"]["actor/entropy"] for r in other[1:]]
+
+
+@pytest.mark.parametrize("name", list(SWEEP_CONFIGS))
+def test_train_sweep_config_short_run(minigrpo_workdir: Path, name: str) -> None:
+    records = _run(minigrpo_workdir, "trainer.total_training_steps=3", *SWEEP_CONFIGS[name])
+    steps = [r["data"] for r in records[1:]]
+    assert len(steps) == 3
+    for data in steps:
+        assert all(math.isfinite(data[key]) for key in STEP_METRICS)
+        assert 0.0 <= data["actor/entropy"]
+        assert data["actor/grad_norm"] >= 0.0
+        assert ("actor/kl_loss" in data) == (name == "kl")
+        assert ("actor/entropy_loss" in data) == (name == "entropy")
+    lrs = [data["actor/lr"] for data in steps]
+    if name == "cosine":
+        # warmup 1 then a half cosine over the remaining 2 steps; verl logs the LR after its scheduler step.
+        assert lrs == pytest.approx([1e-3, 0.5e-3, 0.0])
+    else:
+        assert lrs == pytest.approx([1e-3] * 3)
+    if name == "kl":
+        assert steps[0]["actor/kl_loss"] == pytest.approx(0.0, abs=1e-7), "the first update starts at the reference"
+        assert steps[-1]["actor/kl_loss"] > 0.0
+    if name == "n4":
+        assert steps[0]["perf/total_num_tokens"] > 32 * 9
+
+
+def test_warm_start_is_cached_per_task_seed(tmp_path: Path) -> None:
+    from orchestrator.minigrpo.model import ModelSpec
+
+    task = TaskSpec()
+    spec = ModelSpec(vocab_size=14, max_positions=22, d_model=16, n_layers=1, n_heads=2)
+    prompts = make_prompts(task, 64, torch.Generator().manual_seed(0))
+    warm = WarmStartSpec(steps=3, batch_size=8, seed=0)
+    state, cached = load_or_train(tmp_path, task, spec, warm, prompts)
+    again, cached_again = load_or_train(tmp_path, task, spec, warm, prompts)
+    assert (cached, cached_again) == (False, True)
+    assert all(torch.equal(state[k], again[k]) for k in state)
+    _, other_seed_cached = load_or_train(tmp_path, task, spec, WarmStartSpec(steps=3, batch_size=8, seed=1), prompts)
+    assert other_seed_cached is False
+    assert len(list(tmp_path.glob("warmstart-*.pt"))) == 2
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def _cli(tmp_path: Path, cache: Path, name: str, overrides: list[str]) -> subprocess.Popen[str]:
+    env = dict(os.environ, ABLATE_CACHE_DIR=str(cache), VERL_FILE_LOGGER_PATH=str(tmp_path / f"{name}.jsonl"),
+               PYTHONPATH=str(ROOT))
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.minigrpo", *overrides, f"trainer.default_local_dir={tmp_path / name}"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def test_resume_after_sigterm_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"  # fresh: both runs start at once and share one warm start under the file lock
+    overrides = [
+        *TINY, "data.train_batch_size=16", f"{A}ppo_mini_batch_size=8", f"{A}ppo_epochs=2", f"{A}shuffle=true",
+        "actor_rollout_ref.rollout.n=4", f"{A}optim.lr_scheduler_type=cosine", f"{A}optim.lr_warmup_steps=3",
+        f"{A}use_kl_loss=true", f"{A}kl_loss_coef=0.05", f"{A}entropy_coeff=0.01",
+        "trainer.total_training_steps=20", "trainer.save_freq=5", "trainer.test_freq=5",
+        "trainer.logger=[console,file]", "trainer.resume_mode=auto",
+    ]
+    full = _cli(tmp_path, cache, "full", overrides)
+    cut = _cli(tmp_path, cache, "cut", overrides)
+    assert cut.stdout is not None
+    for line in cut.stdout:
+        if line.startswith("step:12 "):
+            break
+    cut.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    cut.communicate(timeout=30)
+    assert time.monotonic() - signalled < 5.0
+    assert cut.returncode == 128 + signal.SIGTERM
+    assert full.wait(timeout=300) == 0, full.stderr.read() if full.stderr else ""
+
+    resumed_from = int((tmp_path / "cut" / "latest_checkpointed_iteration.txt").read_text())
+    assert resumed_from in (10, 15)
+    resumed = _cli(tmp_path, cache, "cut", overrides)
+    _, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr
+
+    uninterrupted = {r["step"]: _comparable(r["data"]) for r in _records(tmp_path / "full.jsonl")}
+    after = _records(tmp_path / "cut.jsonl")
+    assert [r["step"] for r in after] == list(range(resumed_from, 21))
+    assert after[0]["data"] == {k: uninterrupted[resumed_from][k] for k in after[0]["data"]}, "re-validation at N"
+    for record in after[1:]:
+        assert _comparable(record["data"]) == uninterrupted[record["step"]], f"step {record['step']}"
+    assert len(list(cache.glob("warmstart-*.pt"))) == 1
