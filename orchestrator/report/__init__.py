@@ -1,0 +1,86 @@
+"""Reports that answer the ablation question: which factor prevents collapse, by how much, how sure we are.
+
+The core does not care where runs came from. `ablate analyze` feeds it runs read from log files, `ablate report`
+runs from the sweep store:
+
+    runs = [RunInput(run=name, history=points, levels={"kl": "0.01"}, seed=1, stop_reason=None), ...]
+    report = build_report(runs, objective=None, mode="max", config=CollapseConfig())
+    files = write_report(report, Path("ablate-report"))    # report.md, report.html, PNGs, trials.csv, summary.json
+    [summary.to_json() for summary in report.summaries]      # the per-run `--json` records
+
+The interval methods live in `_stats` as small functions and are chosen by `IntervalMethods`.
+"""
+
+from orchestrator.report._build import Report, build_report
+from orchestrator.report._effects import (
+    Comparison,
+    Effects,
+    FactorEffects,
+    GroupStats,
+    InteractionTable,
+    compute_effects,
+    level_order,
+)
+from orchestrator.report._render import ReportFiles, report_json, trials_frame, write_report
+from orchestrator.report._stats import (
+    DEFAULT_METHODS,
+    Interval,
+    IntervalMethods,
+    LogRank,
+    Survival,
+    bootstrap_mean_ci,
+    bootstrap_mean_diff_ci,
+    kaplan_meier,
+    logrank,
+    newcombe_diff_ci,
+    t_mean_ci,
+    welch_diff_ci,
+    wilson_ci,
+)
+from orchestrator.report._summary import (
+    ASHA_STOP,
+    COMPLETED,
+    SIGNALS,
+    Collapse,
+    RunInput,
+    RunSummary,
+    Timeline,
+    summarize_run,
+)
+
+__all__ = [
+    "ASHA_STOP",
+    "COMPLETED",
+    "DEFAULT_METHODS",
+    "SIGNALS",
+    "Collapse",
+    "Comparison",
+    "Effects",
+    "FactorEffects",
+    "GroupStats",
+    "InteractionTable",
+    "Interval",
+    "IntervalMethods",
+    "LogRank",
+    "Report",
+    "ReportFiles",
+    "RunInput",
+    "RunSummary",
+    "Survival",
+    "Timeline",
+    "bootstrap_mean_ci",
+    "bootstrap_mean_diff_ci",
+    "build_report",
+    "compute_effects",
+    "kaplan_meier",
+    "level_order",
+    "logrank",
+    "newcombe_diff_ci",
+    "report_json",
+    "summarize_run",
+    "t_mean_ci",
+    "trials_frame",
+    "welch_diff_ci",
+    "wilson_ci",
+    "write_report",
+]

@@ -1,0 +1,84 @@
+"""`build_report`: runs (from logs or from the sweep store) -> per-run summaries and per-factor effects."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from orchestrator.collapse import CollapseConfig, Mode, build_rules
+from orchestrator.history import default_objective, metric_names
+from orchestrator.report._effects import Effects, compute_effects
+from orchestrator.report._stats import DEFAULT_METHODS, IntervalMethods
+from orchestrator.report._summary import RunInput, RunSummary, summarize_run
+
+__all__ = ["Report", "build_report"]
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a report says, before it is written out.
+
+    Attributes:
+        title: The report's title.
+        mode: `max` or `min`.
+        runs: The runs' inputs, in the order given (the plots draw their histories).
+        summaries: One summary per run, in the same order.
+        effects: The per-factor effects.
+        notes: Plain sentences about the analysis itself (e.g. runs judged by different objectives).
+    """
+
+    title: str
+    mode: Mode
+    runs: tuple[RunInput, ...]
+    summaries: tuple[RunSummary, ...]
+    effects: Effects
+    notes: tuple[str, ...]
+
+    @property
+    def objectives(self) -> list[str]:
+        """Return the distinct objectives the runs are judged by, in order of appearance."""
+        return list(dict.fromkeys(s.objective for s in self.summaries if s.objective))
+
+
+def build_report(
+    runs: Sequence[RunInput],
+    *,
+    objective: str | None = None,
+    mode: Mode = "max",
+    config: CollapseConfig | None = None,
+    baseline: Mapping[str, str] | None = None,
+    methods: IntervalMethods = DEFAULT_METHODS,
+    title: str = "Ablation report",
+    on_run: Callable[[str], None] | None = None,
+) -> Report:
+    """Summarise each run and compute the effects of its factors.
+
+    Args:
+        runs: The runs, with their factor levels, seeds, histories and (when recorded) how they stopped.
+        objective: The metric to judge every run by; by default each run's `default_objective`.
+        mode: `max` if a higher objective is better, else `min`.
+        config: The collapse rules that judge runs without a recorded verdict (defaults when None).
+        baseline: Factor -> baseline level (see `compute_effects`).
+        methods: The interval methods.
+        title: The report's title.
+        on_run: Called with each run's name before it is judged (for progress).
+    """
+    config = config if config is not None else CollapseConfig()
+    summaries = []
+    notes = []
+    for run in runs:
+        if on_run is not None:
+            on_run(run.run)
+        metric = objective or default_objective(metric_names(run.history))
+        if metric is None:
+            notes.append(f"`{run.run}` logged no objective (no validation score, no `critic/score/mean`).")
+        rules = build_rules(config, metric, mode) if metric else []
+        summaries.append(summarize_run(run, metric, mode, rules))
+    objectives = list(dict.fromkeys(s.objective for s in summaries if s.objective))
+    if len(objectives) > 1:
+        notes.append(
+            f"The runs are judged by {len(objectives)} different objectives ({', '.join(objectives)}): "
+            "their best scores are not on one scale. Pass an objective to judge all of them by one metric."
+        )
+    effects = compute_effects(summaries, mode, baseline=baseline, methods=methods)
+    return Report(title, mode, tuple(runs), tuple(summaries), effects, tuple(notes))

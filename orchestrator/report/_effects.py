@@ -1,0 +1,371 @@
+"""Per-factor effects across seeds: each level's best score and collapse rate with intervals, survival, the
+difference from the baseline level, a grid's interaction tables, the best configuration, and plain warnings where
+the data cannot tell two levels apart.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from orchestrator.collapse import Mode
+from orchestrator.report._stats import (
+    DEFAULT_METHODS,
+    Interval,
+    IntervalMethods,
+    LogRank,
+    Survival,
+    kaplan_meier,
+    logrank,
+)
+from orchestrator.report._summary import RunSummary
+
+__all__ = [
+    "Comparison",
+    "Design",
+    "Effects",
+    "FactorEffects",
+    "GroupStats",
+    "InteractionTable",
+    "compute_effects",
+    "level_order",
+]
+
+Design = Literal["none", "single", "one_at_a_time", "grid", "other"]
+"""How the runs' factor levels are laid out: no factors, one factor, around a baseline, a full grid, or other."""
+
+
+@dataclass(frozen=True)
+class GroupStats:
+    """A group of runs (one level of a factor, one configuration, one grid cell), summarised across seeds.
+
+    Attributes:
+        levels: Factor -> level shared by the group.
+        runs: The runs' names.
+        best_score: The mean best score with its interval.
+        collapse_rate: Collapsed / (collapsed + ran to their end without collapsing), with its interval. Runs
+            ASHA stopped before they collapsed are left out: they neither collapsed nor survived to the end.
+        n_collapsed: How many runs collapsed.
+        n_asha: How many runs ASHA stopped before they collapsed.
+        survival: Kaplan-Meier of steps until collapse (ASHA stops censored at their step).
+    """
+
+    levels: Mapping[str, str]
+    runs: tuple[str, ...]
+    best_score: Interval
+    collapse_rate: Interval
+    n_collapsed: int
+    n_asha: int
+    survival: Survival
+
+    @property
+    def n_runs(self) -> int:
+        """Return how many runs the group holds."""
+        return len(self.runs)
+
+    @property
+    def n_rate(self) -> int:
+        """Return how many runs the collapse rate rests on."""
+        return self.n_runs - self.n_asha
+
+    @property
+    def label(self) -> str:
+        """Return e.g. `kl=0.01, lr=cos`."""
+        return ", ".join(f"{factor}={level}" for factor, level in self.levels.items()) or "all runs"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A level against the factor's baseline level.
+
+    Attributes:
+        factor: The factor.
+        level: The level compared.
+        baseline: The baseline level.
+        best_score_diff: mean best score of the level minus the baseline's, with its interval.
+        collapse_rate_diff: collapse rate of the level minus the baseline's, with its interval.
+    """
+
+    factor: str
+    level: str
+    baseline: str
+    best_score_diff: Interval
+    collapse_rate_diff: Interval
+
+
+@dataclass(frozen=True)
+class FactorEffects:
+    """One factor: its levels, each against the baseline level, and the log-rank test across levels.
+
+    Attributes:
+        factor: The factor.
+        baseline: The level the others are compared with.
+        levels: Each level's group, in level order.
+        comparisons: Each non-baseline level against the baseline.
+        logrank: The log-rank test of equal survival across the levels.
+        scope: Which runs it rests on, as a phrase.
+    """
+
+    factor: str
+    baseline: str
+    levels: tuple[GroupStats, ...]
+    comparisons: tuple[Comparison, ...]
+    logrank: LogRank
+    scope: str
+
+
+@dataclass(frozen=True)
+class InteractionTable:
+    """A grid's two-way table: each cell (a level of each factor) over the other factors and seeds.
+
+    Attributes:
+        factors: The two factors (rows, columns).
+        rows: The first factor's levels.
+        columns: The second factor's levels.
+        cells: (row level, column level) -> the cell's group.
+    """
+
+    factors: tuple[str, str]
+    rows: tuple[str, ...]
+    columns: tuple[str, ...]
+    cells: Mapping[tuple[str, str], GroupStats]
+
+
+@dataclass(frozen=True)
+class Effects:
+    """Everything the report says about the factors.
+
+    Attributes:
+        design: How the levels are laid out.
+        factors: The factors, in the order they were first seen.
+        baseline: Factor -> baseline level.
+        by_factor: Each factor's effects.
+        configurations: Each distinct configuration (combination of levels) across its seeds.
+        interactions: A grid's two-way tables, one per pair of factors.
+        best: The best configuration: the lowest collapse rate, then the best mean best score.
+        warnings: Plain sentences where the data cannot tell two levels apart.
+        mode: `max` or `min`, for the best score.
+    """
+
+    design: Design
+    factors: tuple[str, ...]
+    baseline: Mapping[str, str]
+    by_factor: tuple[FactorEffects, ...]
+    configurations: tuple[GroupStats, ...]
+    interactions: tuple[InteractionTable, ...]
+    best: GroupStats | None
+    warnings: tuple[str, ...]
+    mode: Mode
+
+
+def level_order(levels: Sequence[str]) -> list[str]:
+    """Return distinct levels sorted numerically when all are numbers, else as text (`0` < `0.01` < `0.1`)."""
+    distinct = list(dict.fromkeys(levels))
+    try:
+        return sorted(distinct, key=float)
+    except ValueError:
+        return sorted(distinct)
+
+
+def compute_effects(
+    summaries: Sequence[RunSummary],
+    mode: Mode = "max",
+    *,
+    baseline: Mapping[str, str] | None = None,
+    methods: IntervalMethods = DEFAULT_METHODS,
+) -> Effects:
+    """Return the per-factor effects of the runs that have factor levels.
+
+    Args:
+        summaries: The runs; those without levels are left out.
+        mode: `max` if a higher score is better, else `min`.
+        baseline: Factor -> baseline level; by default the centre of a one-at-a-time design, else each factor's
+            first level in `level_order`.
+        methods: The interval methods.
+    """
+    factors = _factors(summaries)
+    runs = [s for s in summaries if factors and all(f in s.levels for f in factors)]
+    levels = {f: level_order([s.levels[f] for s in runs]) for f in factors}
+    points = {tuple(s.levels[f] for f in factors) for s in runs}
+    design, centre = _design(factors, levels, points)
+    base = {f: levels[f][0] for f in factors}
+    if centre is not None:
+        base.update(dict(zip(factors, centre)))
+    base.update(baseline or {})
+    by_factor = tuple(_factor_effects(f, factors, levels[f], base, runs, design, methods) for f in factors)
+    configurations = tuple(
+        _group(runs, dict(zip(factors, point)), methods) for point in sorted(points, key=lambda p: _point_key(p, factors, levels))
+    )
+    interactions = _interactions(factors, levels, runs, methods) if design == "grid" else ()
+    return Effects(
+        design=design,
+        factors=tuple(factors),
+        baseline=base,
+        by_factor=by_factor,
+        configurations=configurations,
+        interactions=interactions,
+        best=_best(configurations, mode),
+        warnings=tuple(w for effect in by_factor for w in _warnings(effect)),
+        mode=mode,
+    )
+
+
+def _factors(summaries: Sequence[RunSummary]) -> list[str]:
+    return list(dict.fromkeys(f for s in summaries for f in s.levels))
+
+
+def _point_key(point: tuple[str, ...], factors: Sequence[str], levels: Mapping[str, list[str]]) -> tuple[int, ...]:
+    return tuple(levels[f].index(level) for f, level in zip(factors, point))
+
+
+def _design(
+    factors: Sequence[str], levels: Mapping[str, list[str]], points: set[tuple[str, ...]]
+) -> tuple[Design, tuple[str, ...] | None]:
+    """Return the design and, for one-at-a-time, its centre point."""
+    # No factors: nothing to compare.
+    if not factors or not points:
+        return "none", None
+    # One factor: its levels are the comparison.
+    if len(factors) == 1:
+        return "single", None
+    # Every combination present: a full grid.
+    if len(points) == math.prod(len(levels[f]) for f in factors):
+        return "grid", None
+    # A centre from which every other point changes one factor: one at a time.
+    for centre in sorted(points, key=lambda p: _point_key(p, factors, levels)):
+        if all(sum(a != b for a, b in zip(centre, p)) <= 1 for p in points):
+            return "one_at_a_time", centre
+    return "other", None
+
+
+def _group(runs: Sequence[RunSummary], levels: Mapping[str, str], methods: IntervalMethods) -> GroupStats:
+    """Return the stats of the runs whose levels include `levels`."""
+    members = [s for s in runs if all(s.levels.get(f) == level for f, level in levels.items())]
+    scores = [s.best_score for s in members if s.best_score is not None]
+    n_collapsed = sum(s.collapsed for s in members)
+    n_asha = sum(s.censored_by_asha for s in members)
+    times = [t for t in (s.survival_time for s in members) if t is not None]
+    return GroupStats(
+        levels=dict(levels),
+        runs=tuple(s.run for s in members),
+        best_score=methods.mean(scores),
+        collapse_rate=methods.rate(n_collapsed, len(members) - n_asha),
+        n_collapsed=n_collapsed,
+        n_asha=n_asha,
+        survival=kaplan_meier([t for t, _ in times], [e for _, e in times]),
+    )
+
+
+def _factor_effects(
+    factor: str,
+    factors: Sequence[str],
+    levels: Sequence[str],
+    base: Mapping[str, str],
+    runs: Sequence[RunSummary],
+    design: Design,
+    methods: IntervalMethods,
+) -> FactorEffects:
+    """Return one factor's effects: at the baseline of the others (one at a time), else over all runs."""
+    others = {f: base[f] for f in factors if f != factor}
+    if design == "one_at_a_time":
+        scoped = [s for s in runs if all(s.levels[f] == level for f, level in others.items())]
+        scope = "runs at the baseline of the other factors" if others else "all runs"
+    else:
+        scoped = list(runs)
+        scope = "all runs (averaged over the other factors)" if others else "all runs"
+    groups = tuple(_group(scoped, {factor: level}, methods) for level in levels)
+    reference = next(g for g in groups if g.levels[factor] == base[factor])
+    comparisons = tuple(_compare(factor, g, reference, scoped, methods) for g in groups if g is not reference)
+    survival_groups = [_times_events(scoped, factor, g.levels[factor]) for g in groups]
+    return FactorEffects(factor, base[factor], groups, comparisons, logrank(survival_groups), scope)
+
+
+def _times_events(runs: Sequence[RunSummary], factor: str, level: str) -> tuple[list[float], list[bool]]:
+    times = [t for t in (s.survival_time for s in runs if s.levels[factor] == level) if t is not None]
+    return [float(t) for t, _ in times], [e for _, e in times]
+
+
+def _compare(
+    factor: str, group: GroupStats, reference: GroupStats, runs: Sequence[RunSummary], methods: IntervalMethods
+) -> Comparison:
+    def scores(g: GroupStats) -> list[float]:
+        names = set(g.runs)
+        return [s.best_score for s in runs if s.run in names and s.best_score is not None]
+
+    return Comparison(
+        factor=factor,
+        level=group.levels[factor],
+        baseline=reference.levels[factor],
+        best_score_diff=methods.mean_diff(scores(group), scores(reference)),
+        collapse_rate_diff=methods.rate_diff(group.n_collapsed, group.n_rate, reference.n_collapsed, reference.n_rate),
+    )
+
+
+def _interactions(
+    factors: Sequence[str], levels: Mapping[str, list[str]], runs: Sequence[RunSummary], methods: IntervalMethods
+) -> tuple[InteractionTable, ...]:
+    tables = []
+    for a, b in itertools.combinations(factors, 2):
+        cells = {(x, y): _group(runs, {a: x, b: y}, methods) for x in levels[a] for y in levels[b]}
+        tables.append(InteractionTable((a, b), tuple(levels[a]), tuple(levels[b]), cells))
+    return tuple(tables)
+
+
+def _best(configurations: Sequence[GroupStats], mode: Mode) -> GroupStats | None:
+    """Return the configuration with the lowest collapse rate, then the best mean best score."""
+    scored = [g for g in configurations if math.isfinite(g.best_score.estimate)]
+    # No configuration has a score: no best.
+    if not scored:
+        return None
+    sign = -1.0 if mode == "max" else 1.0
+
+    def key(g: GroupStats) -> tuple[float, float]:
+        rate = g.collapse_rate.estimate
+        return (rate if math.isfinite(rate) else 1.0, sign * g.best_score.estimate)
+
+    return min(scored, key=key)
+
+
+def _warnings(effect: FactorEffects) -> list[str]:
+    """Return a sentence for each level the data cannot tell apart from the baseline."""
+    groups = {g.levels[effect.factor]: g for g in effect.levels}
+    found: list[str] = []
+    for comparison in effect.comparisons:
+        group, reference = groups[comparison.level], groups[comparison.baseline]
+        pair = f"`{effect.factor}`={comparison.level} and the baseline `{effect.factor}`={comparison.baseline}"
+        counts = f"{group.n_runs} vs {reference.n_runs} runs"
+        if comparison.best_score_diff.contains(0.0):
+            found.append(
+                f"{pair} cannot be told apart on the best score: "
+                f"{_overlap_phrase(group.best_score, reference.best_score)}, and the difference's interval "
+                f"{_interval_phrase(comparison.best_score_diff)} includes 0 ({counts})."
+            )
+        # Neither level collapsed at all: the rates (0/n) say so; there is no difference to doubt.
+        if group.n_collapsed == 0 and reference.n_collapsed == 0:
+            continue
+        if comparison.collapse_rate_diff.contains(0.0):
+            found.append(
+                f"{pair} cannot be told apart on the collapse rate: "
+                f"{_overlap_phrase(group.collapse_rate, reference.collapse_rate, 100.0)}, and the difference's "
+                f"interval {_interval_phrase(comparison.collapse_rate_diff, 100.0)} includes 0 ({counts})."
+            )
+    return found
+
+
+def _overlap_phrase(a: Interval, b: Interval, scale: float = 1.0) -> str:
+    if not (a.has_bounds and b.has_bounds):
+        return "a level has no interval"
+    verb = "overlap" if a.overlaps(b) else "do not overlap"
+    return f"their 95% intervals {_interval_phrase(a, scale)} and {_interval_phrase(b, scale)} {verb}"
+
+
+def _interval_phrase(interval: Interval, scale: float = 1.0) -> str:
+    """Return `[low, high]`, in percent when `scale` is 100."""
+    if not interval.has_bounds:
+        return f"(none: {interval.note})"
+    if scale == 100.0:
+        return f"[{interval.low * scale:.0f}%, {interval.high * scale:.0f}%]"
+    return f"[{interval.low:.3g}, {interval.high:.3g}]"

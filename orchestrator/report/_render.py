@@ -1,0 +1,555 @@
+"""Write a `Report` out: `report.md`, a self-contained `report.html` (figures embedded as data URIs), the PNGs,
+`trials.csv` and `summary.json`.
+
+The Markdown and the HTML are rendered from one list of blocks, so that they always say the same thing.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from orchestrator.report._build import Report
+from orchestrator.report._effects import Comparison, Effects, FactorEffects, GroupStats, InteractionTable
+from orchestrator.report._stats import Interval
+from orchestrator.report._summary import RunSummary, jsonable
+
+__all__ = ["ReportFiles", "report_json", "trials_frame", "write_report"]
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """Where a report was written.
+
+    Attributes:
+        markdown: report.md.
+        html: report.html (self-contained).
+        csv: trials.csv (one row per run).
+        json: summary.json.
+        figures: The PNGs, by stem.
+    """
+
+    markdown: Path
+    html: Path
+    csv: Path
+    json: Path
+    figures: dict[str, Path]
+
+
+# --- blocks ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Heading:
+    level: int
+    text: str
+
+
+@dataclass(frozen=True)
+class _Para:
+    text: str
+
+
+@dataclass(frozen=True)
+class _Bullets:
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Table:
+    headers: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class _Image:
+    name: str
+    alt: str
+
+
+_Block = _Heading | _Para | _Bullets | _Table | _Image
+
+
+# --- formatting -----------------------------------------------------------------------------------------------------
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    if value is None or not math.isfinite(value):
+        return "–"
+    return f"{value:.{digits}g}"
+
+
+def _interval(interval: Interval, *, percent: bool = False, signed: bool = False) -> str:
+    """Return e.g. `0.62 [0.55, 0.68]`, `33% [6%, 79%]`, `-67 [-94, +6]`, or `0.62 (no interval: one value)`."""
+    # A difference of rates is in percentage points: the caller names the unit.
+    scale, unit = (100.0, "" if signed else "%") if percent else (1.0, "")
+    if not math.isfinite(interval.estimate):
+        return f"– ({interval.note})" if interval.note else "–"
+    sign = "+" if signed else ""
+    fmt = (lambda v: f"{v * scale:{sign}.0f}{unit}") if percent else (lambda v: f"{v:{sign}.3g}")
+    estimate = fmt(interval.estimate)
+    if not interval.has_bounds:
+        return f"{estimate} (no interval: {interval.note})"
+    return f"{estimate} [{fmt(interval.low)}, {fmt(interval.high)}]"
+
+
+def _steps(value: float | None) -> str:
+    return "not reached" if value is None else f"{value:.0f}"
+
+
+def _levels(levels: dict[str, str] | Any) -> str:
+    return ", ".join(f"{f}={level}" for f, level in levels.items()) or "–"
+
+
+# --- the report's sections -------------------------------------------------------------------------------------------
+
+
+def _overview(report: Report) -> list[_Block]:
+    effects = report.effects
+    n_collapsed = sum(s.collapsed for s in report.summaries)
+    objectives = ", ".join(f"`{o}`" for o in report.objectives) or "none"
+    blocks: list[_Block] = [
+        _Heading(1, report.title),
+        _Para(
+            f"{len(report.summaries)} runs, {n_collapsed} collapsed. Objective: {objectives} ({report.mode}). "
+            f"Design: {_design_phrase(effects)}."
+        ),
+    ]
+    if report.notes:
+        blocks.append(_Bullets(tuple(report.notes)))
+    return blocks
+
+
+def _design_phrase(effects: Effects) -> str:
+    if effects.design == "none":
+        return "no factors (group runs with --group-by or --labels to compare levels)"
+    factors = ", ".join(f"`{f}`" for f in effects.factors)
+    names = {"single": "one factor", "one_at_a_time": "one factor at a time", "grid": "full grid", "other": "other"}
+    base = ", ".join(f"{f}={level}" for f, level in effects.baseline.items())
+    return f"{names[effects.design]} over {factors}; baseline {base}"
+
+
+def _answer(report: Report) -> list[_Block]:
+    effects = report.effects
+    # No factors: there is no question of which factor helps.
+    if not effects.by_factor:
+        return []
+    blocks: list[_Block] = [_Heading(2, "Which factor prevents collapse, by how much")]
+    sentences = [_comparison_sentence(c, e) for e in effects.by_factor for c in e.comparisons]
+    blocks.append(_Bullets(tuple(sentences)))
+    if effects.best is not None:
+        best = effects.best
+        blocks.append(
+            _Para(
+                f"Best configuration (lowest collapse rate, then best mean best score): **{best.label}** — collapse "
+                f"rate {_interval(best.collapse_rate, percent=True)} ({best.n_collapsed}/{best.n_rate}), mean best "
+                f"score {_interval(best.best_score)} over {best.n_runs} run(s)."
+            )
+        )
+    if effects.warnings:
+        blocks.append(_Heading(3, "Where the data cannot tell levels apart"))
+        blocks.append(_Bullets(tuple(f"Warning: {w}" for w in effects.warnings)))
+    return blocks
+
+
+def _comparison_sentence(comparison: Comparison, effect: FactorEffects) -> str:
+    groups = {g.levels[effect.factor]: g for g in effect.levels}
+    group, reference = groups[comparison.level], groups[comparison.baseline]
+    f = effect.factor
+    return (
+        f"`{f}`={comparison.level} vs `{f}`={comparison.baseline} (baseline): collapse rate "
+        f"{_interval(group.collapse_rate, percent=True)} vs {_interval(reference.collapse_rate, percent=True)}, "
+        f"difference {_interval(comparison.collapse_rate_diff, percent=True, signed=True)} points; mean best score "
+        f"{_interval(group.best_score)} vs {_interval(reference.best_score)}, difference "
+        f"{_interval(comparison.best_score_diff, signed=True)}; median steps to collapse "
+        f"{_steps(group.survival.median_steps)} vs {_steps(reference.survival.median_steps)}."
+    )
+
+
+def _group_row(group: GroupStats, name: str) -> tuple[str, ...]:
+    asha = f", {group.n_asha} stopped by ASHA" if group.n_asha else ""
+    return (
+        name,
+        str(group.n_runs),
+        _interval(group.best_score),
+        f"{_interval(group.collapse_rate, percent=True)} ({group.n_collapsed}/{group.n_rate}{asha})",
+        _steps(group.survival.median_steps),
+    )
+
+
+_GROUP_HEADERS = ("level", "runs", "mean best score [95% CI]", "collapse rate [95% CI]", "median steps to collapse")
+
+
+def _factor_sections(report: Report) -> list[_Block]:
+    blocks: list[_Block] = []
+    for effect in report.effects.by_factor:
+        blocks.append(_Heading(3, f"Factor `{effect.factor}` ({effect.scope})"))
+        rows = tuple(_group_row(g, g.levels[effect.factor]) for g in effect.levels)
+        blocks.append(_Table(_GROUP_HEADERS, rows))
+        if effect.comparisons:
+            blocks.append(
+                _Table(
+                    ("level vs baseline", "Δ mean best score [95% CI]", "Δ collapse rate, points [95% CI]"),
+                    tuple(
+                        (
+                            f"{c.level} vs {c.baseline}",
+                            _interval(c.best_score_diff, signed=True),
+                            _interval(c.collapse_rate_diff, percent=True, signed=True),
+                        )
+                        for c in effect.comparisons
+                    ),
+                )
+            )
+        test = effect.logrank
+        verdict = f"χ² = {test.statistic:.3g}, p = {test.p_value:.3g}" if test.p_value is not None else test.note
+        blocks.append(_Para(f"Log-rank test of equal survival across the levels of `{effect.factor}`: {verdict}."))
+    return blocks
+
+
+def _interaction_sections(report: Report) -> list[_Block]:
+    blocks: list[_Block] = []
+    for table in report.effects.interactions:
+        blocks.append(_Heading(3, f"Interaction `{table.factors[0]}` × `{table.factors[1]}`"))
+        blocks.extend(_interaction_tables(table))
+    return blocks
+
+
+def _interaction_tables(table: InteractionTable) -> list[_Block]:
+    a, b = table.factors
+    headers = (f"{a} \\ {b}", *table.columns)
+
+    def cells(render: Callable[[GroupStats], str]) -> tuple[tuple[str, ...], ...]:
+        return tuple((row, *(render(table.cells[(row, col)]) for col in table.columns)) for row in table.rows)
+
+    return [
+        _Para("Mean best score [95% CI]:"),
+        _Table(headers, cells(lambda g: _interval(g.best_score))),
+        _Para("Collapse rate [95% CI] (collapsed/runs):"),
+        _Table(headers, cells(lambda g: f"{_interval(g.collapse_rate, percent=True)} ({g.n_collapsed}/{g.n_rate})")),
+    ]
+
+
+def _effects_section(report: Report) -> list[_Block]:
+    effects = report.effects
+    # No factors: nothing per level.
+    if not effects.by_factor:
+        return []
+    blocks: list[_Block] = [_Heading(2, "Effects per factor")]
+    blocks.extend(_factor_sections(report))
+    if effects.design == "grid":
+        blocks.append(_Heading(2, "Main effects and interactions"))
+        blocks.append(
+            _Para("In a grid each factor's levels above are its main effects: every run, averaged over the other factors.")
+        )
+        blocks.extend(_interaction_sections(report))
+    if len(effects.configurations) > 1:
+        blocks.append(_Heading(3, "Configurations"))
+        rows = tuple(_group_row(g, g.label) for g in effects.configurations)
+        blocks.append(_Table(("configuration", *_GROUP_HEADERS[1:]), rows))
+    return blocks
+
+
+def _runs_section(report: Report) -> list[_Block]:
+    headers = (
+        "run", "levels", "seed", "best step", "best score", "final step", "stop reason", "collapse onset", "rule",
+    )  # fmt: skip
+    rows = tuple(
+        (
+            s.run,
+            _levels(s.levels),
+            "–" if s.seed is None else str(s.seed),
+            "–" if s.best_step is None else str(s.best_step),
+            _num(s.best_score),
+            "–" if s.final_step is None else str(s.final_step),
+            s.stop_reason,
+            str(s.collapse.step) if s.collapse else "–",
+            s.collapse.rule if s.collapse else "–",
+        )
+        for s in report.summaries
+    )
+    return [
+        _Heading(2, "Runs"),
+        _Para("The best checkpoint of each run is the one at its best step (the nearest saved one at or before it)."),
+        _Table(headers, rows),
+    ]
+
+
+def _collapsed_sections(report: Report) -> list[_Block]:
+    collapsed = [s for s in report.summaries if s.collapse is not None]
+    # Nothing collapsed: no timelines.
+    if not collapsed:
+        return []
+    blocks: list[_Block] = [_Heading(2, "Collapsed runs")]
+    for summary in collapsed:
+        blocks.extend(_collapsed_run(summary))
+    return blocks
+
+
+def _collapsed_run(summary: RunSummary) -> list[_Block]:
+    collapse, timeline = summary.collapse, summary.timeline
+    assert collapse is not None  # only collapsed runs come here
+    steps = ", ".join(
+        f"{name} {'–' if step is None else step}"
+        for name, step in (
+            ("best", timeline.best),
+            ("last healthy eval", timeline.last_healthy_eval),
+            ("onset", timeline.onset),
+            ("dead", timeline.dead),
+        )
+    )
+    rows = tuple(
+        (
+            metric,
+            _num(summary.metrics_at_best.get(metric)),
+            _num(summary.metrics_after.get(metric)),
+            _pct(summary.change_pct(metric)),
+        )
+        for metric in dict.fromkeys([*summary.metrics_at_best, *summary.metrics_after])
+    )
+    return [
+        _Heading(3, f"`{summary.run}`"),
+        _Para(f"Timeline: {steps}. `{collapse.rule}` fired at step {collapse.fired_step}: {collapse.reason}"),
+        _Table(("metric", "around the best step", "after the onset", "change"), rows),
+    ]
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.0f}%"
+
+
+_FIGURE_TITLES = {
+    "validation": "Validation score per run, coloured by level; x marks each collapse onset.",
+    "signals": "Entropy and response length per run.",
+    "effects": "Mean best score and collapse rate per level, with 95% intervals.",
+    "survival": "Kaplan-Meier curves of steps until collapse, per level.",
+}
+
+
+def _figures_section(names: Sequence[str]) -> list[_Block]:
+    # No figures: no section.
+    if not names:
+        return []
+    blocks: list[_Block] = [_Heading(2, "Plots")]
+    for name in names:
+        blocks.append(_Para(_FIGURE_TITLES.get(name, name)))
+        blocks.append(_Image(name, _FIGURE_TITLES.get(name, name)))
+    return blocks
+
+
+_METHODS = (
+    "Mean best score: the mean over runs (seeds) with a 95% bootstrap interval (scipy, BCa, else percentile); with "
+    "3 values it cannot be wider than their range, so read it as optimistic.",
+    "Collapse rate: collapsed runs over runs that either collapsed or ran to their end, with Wilson's score "
+    "interval (a bootstrap of 0/3 would be the point [0, 0]). Runs stopped by ASHA before collapsing are left out "
+    "of the rate: they neither collapsed nor survived to the end.",
+    "Differences from the baseline: Welch's t interval for mean best scores, Newcombe's hybrid score interval for "
+    "collapse rates.",
+    "Steps to collapse: Kaplan-Meier (lifelines). A collapsed run's event is its onset step; a run that ended "
+    "without collapsing is censored at its last step, one stopped by ASHA at its stop step. The median is "
+    "'not reached' while fewer than half the runs collapsed. Levels are compared with the log-rank test.",
+    "A level 'cannot be told apart' from the baseline when the 95% interval of the difference includes 0.",
+)
+
+
+def _blocks(report: Report, figure_names: Sequence[str]) -> list[_Block]:
+    return [
+        *_overview(report),
+        *_answer(report),
+        *_effects_section(report),
+        *_runs_section(report),
+        *_collapsed_sections(report),
+        *_figures_section(figure_names),
+        _Heading(2, "Statistics"),
+        _Bullets(_METHODS),
+    ]
+
+
+# --- Markdown and HTML ----------------------------------------------------------------------------------------------
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _markdown(blocks: Sequence[_Block]) -> str:
+    lines: list[str] = []
+    for block in blocks:
+        if isinstance(block, _Heading):
+            lines += [f"{'#' * block.level} {block.text}", ""]
+        elif isinstance(block, _Para):
+            lines += [block.text, ""]
+        elif isinstance(block, _Bullets):
+            lines += [*(f"- {item}" for item in block.items), ""]
+        elif isinstance(block, _Table):
+            lines.append("| " + " | ".join(map(_md_cell, block.headers)) + " |")
+            lines.append("|" + "---|" * len(block.headers))
+            lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in block.rows]
+            lines.append("")
+        elif isinstance(block, _Image):
+            lines += [f"![{block.alt}]({block.name}.png)", ""]
+    return "\n".join(lines)
+
+
+def _inline_html(text: str) -> str:
+    """Escape text and render the two inline marks the report uses: `code` and **bold**."""
+    parts = html.escape(text).split("`")
+    out = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+    bold = out.split("**")
+    return "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(bold))
+
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}"
+    "th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}th{background:#f2f2f2}"
+    "code{background:#f4f4f4;padding:0 .2em}img{max-width:100%}li{margin:.2em 0}"
+)
+
+
+def _html(title: str, blocks: Sequence[_Block], pngs: dict[str, bytes]) -> str:
+    body: list[str] = []
+    for block in blocks:
+        if isinstance(block, _Heading):
+            body.append(f"<h{block.level}>{_inline_html(block.text)}</h{block.level}>")
+        elif isinstance(block, _Para):
+            body.append(f"<p>{_inline_html(block.text)}</p>")
+        elif isinstance(block, _Bullets):
+            body.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in block.items) + "</ul>")
+        elif isinstance(block, _Table):
+            head = "".join(f"<th>{_inline_html(h)}</th>" for h in block.headers)
+            rows = "".join("<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in row) + "</tr>" for row in block.rows)
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif isinstance(block, _Image):
+            data = base64.b64encode(pngs[block.name]).decode("ascii")
+            body.append(f'<img id="fig-{block.name}" alt="{html.escape(block.alt)}" src="data:image/png;base64,{data}">')
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
+
+
+# --- tables and JSON ------------------------------------------------------------------------------------------------
+
+
+def trials_frame(report: Report) -> pd.DataFrame:
+    """Return one row per run: levels, seed, best, end, stop reason, collapse, and the signals before/after."""
+    factors = list(report.effects.factors) or list(dict.fromkeys(f for s in report.summaries for f in s.levels))
+    rows = []
+    for s in report.summaries:
+        row: dict[str, Any] = {"run": s.run, **{f: s.levels.get(f) for f in factors}}
+        row.update(
+            seed=s.seed,
+            objective=s.objective,
+            best_step=s.best_step,
+            best_score=s.best_score,
+            final_step=s.final_step,
+            stop_reason=s.stop_reason,
+            stop_step=s.stop_step,
+            collapse_step=s.collapse.step if s.collapse else None,
+            collapse_rule=s.collapse.rule if s.collapse else None,
+            collapse_fired_step=s.collapse.fired_step if s.collapse else None,
+            last_healthy_eval=s.timeline.last_healthy_eval,
+            dead_step=s.timeline.dead,
+        )
+        row.update({f"at_best:{m}": v for m, v in s.metrics_at_best.items()})
+        row.update({f"after:{m}": v for m, v in s.metrics_after.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _group_json(group: GroupStats) -> dict[str, Any]:
+    return {
+        "levels": dict(group.levels),
+        "runs": list(group.runs),
+        "n_runs": group.n_runs,
+        "best_score": group.best_score.to_dict(),
+        "collapse_rate": group.collapse_rate.to_dict(),
+        "n_collapsed": group.n_collapsed,
+        "n_asha": group.n_asha,
+        "median_steps_to_collapse": group.survival.median_steps,
+    }
+
+
+def _factor_json(effect: FactorEffects) -> dict[str, Any]:
+    return {
+        "factor": effect.factor,
+        "baseline": effect.baseline,
+        "scope": effect.scope,
+        "levels": [_group_json(g) for g in effect.levels],
+        "comparisons": [
+            {
+                "level": c.level,
+                "baseline": c.baseline,
+                "best_score_diff": c.best_score_diff.to_dict(),
+                "collapse_rate_diff": c.collapse_rate_diff.to_dict(),
+            }
+            for c in effect.comparisons
+        ],
+        "logrank": {"statistic": effect.logrank.statistic, "p_value": effect.logrank.p_value, "note": effect.logrank.note},
+    }
+
+
+def report_json(report: Report) -> dict[str, Any]:
+    """Return the whole report as JSON-friendly data: runs (the `--json` shape), factors, configurations, best."""
+    effects = report.effects
+    return jsonable(
+        {
+            "title": report.title,
+            "mode": report.mode,
+            "objectives": report.objectives,
+            "design": effects.design,
+            "baseline": dict(effects.baseline),
+            "runs": [s.to_json() for s in report.summaries],
+            "factors": [_factor_json(e) for e in effects.by_factor],
+            "configurations": [_group_json(g) for g in effects.configurations],
+            "interactions": [
+                {
+                    "factors": list(t.factors),
+                    "cells": [{"levels": [a, b], **_group_json(g)} for (a, b), g in t.cells.items()],
+                }
+                for t in effects.interactions
+            ],
+            "best_configuration": _group_json(effects.best) if effects.best else None,
+            "warnings": list(effects.warnings),
+            "notes": list(report.notes),
+        }
+    )
+
+
+def write_report(report: Report, out_dir: Path, *, with_figures: bool = True) -> ReportFiles:
+    """Write report.md, report.html, the PNGs, trials.csv and summary.json into `out_dir` (created if needed).
+
+    Args:
+        report: The report.
+        out_dir: The folder to write into.
+        with_figures: Draw the figures (the slowest part).
+    """
+    from orchestrator.report._plots import figures, render_png
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pngs = {name: render_png(figure) for name, figure in figures(report).items()} if with_figures else {}
+    figure_paths = {}
+    for name, data in pngs.items():
+        figure_paths[name] = out_dir / f"{name}.png"
+        figure_paths[name].write_bytes(data)
+    blocks = _blocks(report, list(pngs))
+    files = ReportFiles(
+        markdown=out_dir / "report.md",
+        html=out_dir / "report.html",
+        csv=out_dir / "trials.csv",
+        json=out_dir / "summary.json",
+        figures=figure_paths,
+    )
+    files.markdown.write_text(_markdown(blocks))
+    files.html.write_text(_html(report.title, blocks, pngs))
+    trials_frame(report).to_csv(files.csv, index=False)
+    files.json.write_text(json.dumps(report_json(report), indent=2, allow_nan=False))
+    return files
