@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from orchestrator.cli import _console
+from orchestrator.cli.analyze import analyze
 from orchestrator.cli.plan import plan
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ def _root(
 
 
 app.command(name="plan")(plan)
+app.command(name="analyze")(analyze)
 
 
 def main() -> None:

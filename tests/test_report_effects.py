@@ -1,0 +1,112 @@
+"""Per-factor effects on hand-made runs: a factor that clearly helps, one that does not, designs, grids."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.history import Point
+from orchestrator.report import RunInput, build_report, level_order, t_mean_ci, IntervalMethods
+
+VAL = "val-core/demo/acc/mean@1"
+
+
+def _history(collapse_at: int | None, peak: float, steps: int = 100) -> list[Point]:
+    points = []
+    for step in range(1, steps + 1):
+        alive = collapse_at is None or step < collapse_at
+        metrics = {"actor/grad_norm": 2.0 if alive else 0.0, "response_length/mean": 400.0 if alive else 12.0}
+        if step % 10 == 0:
+            metrics[VAL] = min(peak, peak * step / 50) if alive else 0.02
+        points.append(Point(step, metrics))
+    return points
+
+
+# One factor at a time around kl=0, ent=0: kl=0.01 prevents the collapse, ent=0.001 changes nothing.
+OAT = [
+    *(RunInput(f"kl0_ent0_s{s}", _history(c, p), {"kl": "0", "ent": "0"}, s) for s, c, p in [(1, 55, 0.60), (2, 65, 0.62), (3, 75, 0.61)]),
+    *(RunInput(f"kl0.01_ent0_s{s}", _history(None, p), {"kl": "0.01", "ent": "0"}, s) for s, p in [(1, 0.70), (2, 0.72), (3, 0.71)]),
+    *(RunInput(f"kl0_ent0.001_s{s}", _history(c, p), {"kl": "0", "ent": "0.001"}, s) for s, c, p in [(1, 65, 0.63), (2, None, 0.59), (3, 85, 0.60)]),
+]
+
+
+def test_effects_of_a_one_at_a_time_design() -> None:
+    effects = build_report(OAT).effects
+    assert effects.design == "one_at_a_time"
+    assert effects.baseline == {"kl": "0", "ent": "0"}
+    kl, ent = effects.by_factor
+    assert [g.levels["kl"] for g in kl.levels] == ["0", "0.01"]
+    # Each factor rests on the runs at the other's baseline.
+    assert [g.n_runs for g in kl.levels] == [3, 3] and [g.n_runs for g in ent.levels] == [3, 3]
+    assert [g.n_collapsed for g in kl.levels] == [3, 0]
+    assert kl.levels[0].survival.median_steps == 70
+    assert kl.levels[1].survival.median_steps is None
+
+
+def test_effects_state_a_clear_effect_with_intervals() -> None:
+    kl = build_report(OAT).effects.by_factor[0]
+    (comparison,) = kl.comparisons
+    assert (comparison.level, comparison.baseline) == ("0.01", "0")
+    assert comparison.collapse_rate_diff.estimate == -1.0 and comparison.collapse_rate_diff.high < 0
+    assert comparison.best_score_diff.estimate == pytest.approx(0.10)
+    assert comparison.best_score_diff.low > 0
+    assert kl.logrank.p_value < 0.05
+
+
+def test_effects_warn_when_the_data_cannot_tell_levels_apart() -> None:
+    warnings = build_report(OAT).effects.warnings
+    assert not any("`kl`" in w for w in warnings)
+    ent = [w for w in warnings if "`ent`=0.001" in w]
+    assert len(ent) == 2
+    assert any("on the best score" in w and "overlap" in w and "includes 0" in w for w in ent)
+    assert any("on the collapse rate" in w and "[-" in w for w in ent)
+
+
+def test_effects_pick_the_configuration_that_does_not_collapse() -> None:
+    best = build_report(OAT).effects.best
+    assert best.label == "kl=0.01, ent=0" and best.collapse_rate.estimate == 0.0
+
+
+def test_effects_of_a_grid_have_main_effects_and_an_interaction_table() -> None:
+    runs = [
+        RunInput(f"lr{lr}_kl{kl}_s{s}", _history(None if kl == "0.01" else 60 + 10 * s, 0.6 + (0.05 if lr == "cos" else 0)), {"lr": lr, "kl": kl}, s)
+        for lr in ("const", "cos")
+        for kl in ("0", "0.01")
+        for s in (1, 2)
+    ]
+    effects = build_report(runs).effects
+    assert effects.design == "grid"
+    lr, kl = effects.by_factor
+    assert [g.n_runs for g in kl.levels] == [4, 4]  # averaged over lr
+    assert [g.collapse_rate.estimate for g in kl.levels] == [1.0, 0.0]
+    (table,) = effects.interactions
+    assert table.factors == ("lr", "kl")
+    assert table.cells[("cos", "0.01")].n_runs == 2
+    assert table.cells[("cos", "0")].n_collapsed == 2
+    assert table.cells[("const", "0.01")].best_score.estimate == pytest.approx(0.6)
+
+
+def test_effects_of_runs_without_levels_are_empty() -> None:
+    effects = build_report([RunInput("a", _history(None, 0.5)), RunInput("b", _history(60, 0.5))]).effects
+    assert (effects.design, effects.by_factor, effects.warnings) == ("none", (), ())
+
+
+def test_effects_with_one_seed_per_level_say_there_is_no_interval() -> None:
+    runs = [RunInput("a", _history(None, 0.5), {"group": "a"}), RunInput("b", _history(60, 0.4), {"group": "b"})]
+    effects = build_report(runs).effects
+    assert effects.design == "single"
+    (comparison,) = effects.by_factor[0].comparisons
+    assert comparison.best_score_diff.note == "a group has fewer than 2 values"
+    assert any("(none: a group has fewer than 2 values)" in w for w in effects.warnings)
+
+
+def test_effects_use_the_given_interval_methods() -> None:
+    effects = build_report(OAT, methods=IntervalMethods(mean=t_mean_ci)).effects
+    assert effects.by_factor[0].levels[0].best_score.method == "t"
+
+
+@pytest.mark.parametrize(
+    ("levels", "expected"),
+    [(["0.1", "0", "0.01"], ["0", "0.01", "0.1"]), (["cos", "const", "cos"], ["const", "cos"]), (["8", "16"], ["8", "16"])],
+)
+def test_level_order_is_numeric_when_it_can_be(levels: list[str], expected: list[str]) -> None:
+    assert level_order(levels) == expected
