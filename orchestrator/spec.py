@@ -31,7 +31,8 @@ from orchestrator.errors import SpecError
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # A Hydra override key: dotted identifiers, optionally prefixed by `+` or `++` (add / force-add).
 OVERRIDE_KEY_RE = re.compile(r"^(\+{1,2})?[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-KL_LOSS_TYPES = ("low_var_kl", "kl", "mse", "abs", "full", "k1", "k2", "k3")
+# verl's kl_loss_type values (core_algos.kl_penalty): k1 = kl, k2 = mse, k3 = low_var_kl.
+KlLossType = Literal["low_var_kl", "kl", "mse", "abs", "full", "k1", "k2", "k3"]
 Scalar = Union[bool, int, float, str, None]
 OverrideValue = Union[Scalar, list[Any], dict[str, Any]]
 
@@ -124,7 +125,7 @@ class KlLoss(_Strict):
 
     use_kl_loss: bool
     coef: float | None = None
-    type: Literal["low_var_kl", "kl", "mse", "abs", "full", "k1", "k2", "k3"] = "low_var_kl"
+    type: KlLossType = "low_var_kl"
     label: str | None = None
 
     @model_validator(mode="before")
@@ -484,7 +485,7 @@ def _check_distinct(name: str, levels: list[Any]) -> None:
     for i, level in enumerate(levels):
         key = _level_key(level)
         if key in seen:
-            raise ValueError(f"`{name}` has duplicate levels at [{seen[key]}] and [{i}] (got {_plain(level)})")
+            raise ValueError(f"`{name}` has duplicate levels at [{seen[key]}] and [{i}] (got {level_value(level)})")
         seen[key] = i
 
 
@@ -542,10 +543,6 @@ def _num_or_str(value: Any) -> str:
     if isinstance(value, float):
         return _num(value)
     return "null" if value is None else str(value)
-
-
-def _plain(level: Any) -> Any:
-    return level_value(level)
 
 
 def _check_override_key(key: str) -> None:
