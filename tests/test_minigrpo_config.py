@@ -80,7 +80,7 @@ def _as_overrides(mapping: dict[str, object]) -> list[str]:
 def test_compose_defaults_are_the_notes_recipe() -> None:
     cfg = compose([])
     actor = cfg.actor_rollout_ref.actor
-    assert actor.optim.lr == pytest.approx(1e-3)
+    assert actor.optim.lr == pytest.approx(2e-3)
     assert lr_schedule_type(cfg) == "constant"
     assert actor.use_kl_loss is False
     assert actor.entropy_coeff == 0
@@ -239,3 +239,46 @@ def test_cli_bad_value_exits_2() -> None:
     assert result.stderr.strip() == (
         "error: `actor_rollout_ref.rollout.n` must be an int >= 1 but got 'zero'."
     )
+
+
+MINI_SWEEP = """\
+name: mini-grid
+trainer:
+  backend: mini
+  base: {base}
+factors:
+  lr_schedule:
+    - {{type: constant, lr: 2.0e-3}}
+    - {{type: cosine, lr: 2.0e-3, warmup_steps: 20, min_lr_ratio: 0.0}}
+  kl:
+    - {{use_kl_loss: false}}
+    - {{use_kl_loss: true, coef: 0.01, type: low_var_kl}}
+  entropy_coeff: [0.0, 0.01]
+  rollout_n: [2, 8]
+seeds: 2
+budget: {{max_steps: 200, eval_every: 10, save_every: 10}}
+"""
+
+
+def test_compose_accepts_every_trial_the_mini_builder_emits(tmp_path: Path) -> None:
+    from orchestrator.design import expand
+    from orchestrator.spec import load_spec
+    from orchestrator.trainers import RunContext, get_trainer
+
+    spec_path = tmp_path / "sweep.yaml"
+    spec_path.write_text(MINI_SWEEP.format(base=ORIGINAL))
+    trials = expand(load_spec(spec_path)).trials
+    trainer = get_trainer("mini")
+    assert len(trials) == 32
+    for trial in trials:
+        ctx = RunContext(workdir=tmp_path / trial.id, project="mini-grid")
+        cfg = compose(trainer.overrides(trial, ctx))
+        assert cfg.actor_rollout_ref.rollout.n == trial.values["rollout_n"]
+        assert cfg.actor_rollout_ref.rollout.seed == trial.seed
+        assert cfg.data.seed == trial.seed
+        assert cfg.trainer.experiment_name == trial.name
+        assert cfg.trainer.total_training_steps == 200
+    assert trainer.validate(trials, lambda t: RunContext(workdir=tmp_path / t.id, project="p")) == {
+        t.id: [] for t in trials
+    }
+
