@@ -50,6 +50,7 @@ from orchestrator.history import Point
 __all__ = [
     "APPLICATION_ID",
     "CHECKPOINT_ROLES",
+    "EVENT_KINDS",
     "SCHEMA_VERSION",
     "SWEEP_STATUSES",
     "TRIAL_STATUSES",
@@ -512,7 +513,7 @@ class SQLiteStore:
 
         Args:
             trial_id: The trial.
-            points: The steps' metrics; NaN and inf are kept (see the module docstring).
+            points: The steps' metrics; NaN and inf are kept (see the module docstring), None is taken as NaN.
 
         Returns:
             The number of (step, key) values written.
@@ -521,7 +522,7 @@ class SQLiteStore:
             KeyError: If the trial does not exist.
         """
         rows = [
-            (trial_id, point.step, key, None if math.isnan(value) else float(value))
+            (trial_id, point.step, key, None if value is None or math.isnan(value) else float(value))
             for point in points
             for key, value in point.metrics.items()
         ]

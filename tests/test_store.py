@@ -76,6 +76,12 @@ def test_store_metric_value_round_trips(value: float) -> None:
     assert (math.isnan(back) and math.isnan(value)) or back == value
 
 
+def test_store_none_value_is_stored_as_nan() -> None:
+    store = _store()
+    store.append_metrics("t1", [Point(3, {"x": None})])  # type: ignore[dict-item]
+    assert math.isnan(store.get_history("t1")[0].metrics["x"])
+
+
 def test_store_nan_replaced_by_a_number_and_back() -> None:
     store = _store()
     store.append_metrics("t1", [Point(3, {"x": math.nan})])
