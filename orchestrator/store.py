@@ -489,6 +489,16 @@ class SQLiteStore:
             stop_evidence=None if evidence is None else _dumps(evidence),
         )
 
+    def clear_trial_stop(self, trial_id: str, *, status: str = "running") -> None:
+        """Forget a trial's stop (a retried or resumed attempt runs again) and set its status.
+
+        Raises:
+            KeyError: If the trial does not exist.
+            ValueError: If the status is unknown.
+        """
+        _check_choice("status", status, TRIAL_STATUSES)
+        self._update_trial(trial_id, status=status, stop_reason=None, stop_step=None, stop_evidence=None)
+
     def set_trial_best(self, trial_id: str, step: int, score: float) -> None:
         """Set the trial's best eval step and its objective. Raises KeyError naming a missing id."""
         if math.isnan(score):

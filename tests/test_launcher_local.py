@@ -270,3 +270,18 @@ def test_local_launcher_job_outlives_the_thread_that_started_it(tmp_path: Path) 
     assert launcher.poll(handles[0]).status is Status.RUNNING
     assert not any(_gone(pid) for pid in pids)
     launcher.stop(handles[0], grace_s=5)
+
+
+def test_local_launcher_guard_killed_outright_takes_the_trainer_down(tmp_path: Path) -> None:
+    """Ray SIGKILLs a dead worker's children, the guard among them: the kernel then kills the trainer too."""
+    launcher = LocalLauncher(grace_s=1.0)
+    handle = launcher.start(Command(argv=(sys.executable, "-c", "import time; time.sleep(120)")), tmp_path)
+    guard = psutil.Process(launcher.pgid(handle))
+    deadline = time.monotonic() + 10
+    while not guard.children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (trainer,) = guard.children()
+    os.kill(guard.pid, signal.SIGKILL)
+    trainer.wait(timeout=5)  # raises psutil.TimeoutExpired if the trainer outlived its guard
+    assert not trainer.is_running()
+    launcher.stop(handle)

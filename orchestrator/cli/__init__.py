@@ -7,6 +7,8 @@ import typer
 from orchestrator.cli import _console
 from orchestrator.cli.analyze import analyze
 from orchestrator.cli.plan import plan
+from orchestrator.cli.run import run
+from orchestrator.cli.status import status
 
 app = typer.Typer(
     name="ablate",
@@ -27,6 +29,8 @@ def _root(
 
 
 app.command(name="plan")(plan)
+app.command(name="run")(run)
+app.command(name="status")(status)
 app.command(name="analyze")(analyze)
 
 

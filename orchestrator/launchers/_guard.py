@@ -13,6 +13,8 @@ The guard then
 - checks ten times a second that `OWNER_PID` is still its parent. When it is not, the launching process has died,
   even by SIGKILL, which runs no cleanup: the guard sends SIGTERM to the group, waits `GRACE_S` seconds, then
   SIGKILLs the group, itself included;
+- has the kernel SIGKILL the trainer if the guard itself is killed outright (the parent death signal, Linux), as
+  Ray does to a dead worker's children;
 - ignores SIGTERM, SIGINT and SIGHUP. The launcher signals the whole group, so the trainer gets the same signal and
   decides what to do; the guard stays to report how it ended. A SIGKILL of the group ends everything at once.
 
@@ -76,7 +78,7 @@ def main(args: list[str]) -> int:
         _say(f"the launching process {owner} is gone; not starting {argv[0]!r}")
         return 125
     try:
-        trainer = subprocess.Popen(argv, executable=executable)
+        trainer = subprocess.Popen(argv, executable=executable, preexec_fn=_die_with_guard(os.getpid()))
     except OSError as error:
         _say(f"cannot start {argv[0]!r}: {error}")
         return 127
@@ -90,6 +92,30 @@ def main(args: list[str]) -> int:
     if _others(pgid):
         _stop_others(pgid, grace_s, trainer)
     return _exit_like(code)
+
+
+def _die_with_guard(guard: int):  # noqa: ANN202 (returns a preexec_fn, or None)
+    """Return a preexec_fn that has the kernel SIGKILL the trainer if the guard itself is killed (Linux).
+
+    A guard killed outright (Ray kills a dead worker's children with SIGKILL) cannot stop the trainer; the parent
+    death signal does. The guard has one thread, so a preexec_fn is safe here.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def set_parent_death_signal() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+        # The guard died between fork and prctl: the signal will never come, so go now.
+        if os.getppid() != guard:
+            os._exit(125)
+
+    return set_parent_death_signal
 
 
 def _parse(args: list[str]) -> tuple[int, float, str, list[str]]:

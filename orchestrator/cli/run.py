@@ -1,0 +1,136 @@
+"""`ablate run SPEC`: run a sweep on Ray Tune, with collapse stops, ASHA, best checkpoints and resume."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from orchestrator.cli import _console
+
+
+def run(
+    spec_path: Path = typer.Argument(..., metavar="SPEC", help="The sweep spec (YAML)."),
+    out: Path = typer.Option(None, "--out", help="The sweep directory [default: runs/<name>]. An existing one resumes."),
+    address: str = typer.Option(None, "--address", envvar="RAY_ADDRESS", help="An existing Ray cluster [default: start a local one]."),
+    cpus: int = typer.Option(None, "--cpus", min=1, help="CPUs of the local Ray cluster [default: all]."),
+    gpus: int = typer.Option(None, "--gpus", min=0, help="GPUs of the local Ray cluster (may be logical) [default: detected]."),
+    validate: bool = typer.Option(True, "--validate/--no-validate", help="Check every trial against the trainer's config first."),
+) -> None:
+    """Run every trial of a sweep; stop collapsing trials; keep each trial's best checkpoint.
+
+    Running it again on the same directory resumes the sweep: finished trials are not rerun, the others resume
+    from their latest checkpoints. Ctrl-C stops every trainer cleanly and leaves the sweep resumable.
+    """
+    from orchestrator.design import expand
+    from orchestrator.engine import DB_NAME, progress_thread, run_sweep
+    from orchestrator.errors import AblateError
+    from orchestrator.spec import load_spec
+    from orchestrator.trainers import RunContext, get_trainer
+
+    try:
+        spec = load_spec(spec_path)
+        trials = expand(spec).trials
+    except AblateError as exc:
+        _console.abort(str(exc))
+    sweep_dir = out if out is not None else Path("runs") / spec.name
+    if validate:
+        trainer = get_trainer(spec.trainer.backend)
+        with _console.status(f"Checking {len(trials)} trials against {spec.trainer.backend}'s config..."):
+            problems = trainer.validate(trials, lambda t: RunContext(sweep_dir / "trials" / t.name, spec.name))
+        bad = [(t, p) for t in trials for p in problems.get(t.id, [])]
+        if bad:
+            _console.abort("\n".join(f"{spec_path}: trial {t.name} ({t.id}): {p}" for t, p in bad))
+    view = _Progress(spec.name, len(trials))
+    stop = threading.Event()
+    started: list[threading.Thread] = []
+
+    def on_start(store: Any) -> None:
+        started.append(progress_thread(store.path if isinstance(store.path, Path) else Path(store.path), spec.name, view.render, stop))
+
+    _console.info(f"sweep {spec.name}: {len(trials)} trials, results in {sweep_dir}")
+    try:
+        outcome = run_sweep(spec, spec_path.read_text(), sweep_dir, address=address, num_cpus=cpus, num_gpus=gpus, on_start=on_start)
+    except AblateError as exc:
+        _console.abort(str(exc))
+    finally:
+        stop.set()
+        for thread in started:
+            thread.join(timeout=5)
+        view.close()
+    counts = ", ".join(f"{n} {status}" for status, n in outcome.counts.items() if n)
+    _console.out.print(f"sweep {spec.name}: {counts}", highlight=False)
+    _console.out.print(f"results: {sweep_dir} (store: {sweep_dir / DB_NAME}); see `ablate status {sweep_dir}`", highlight=False)
+    if outcome.interrupted:
+        _console.out.print(f"interrupted: resume with `ablate run {spec_path} --out {sweep_dir}`", highlight=False)
+        raise typer.Exit(130)
+
+
+class _Progress:
+    """Live view of a sweep: a rich table on a terminal, a line per change otherwise."""
+
+    def __init__(self, name: str, n_trials: int) -> None:
+        self._name = name
+        self._n = n_trials
+        self._seen: dict[str, tuple[Any, ...]] = {}
+        self._live: Any = None
+        self._t0 = time.monotonic()
+        if _console.err.is_terminal:
+            from rich.live import Live
+
+            self._live = Live(console=_console.err, refresh_per_second=2, transient=False)
+            self._live.start()
+
+    def render(self, rows: list[dict[str, Any]]) -> None:
+        if self._live is not None:
+            self._live.update(self._table(rows))
+            return
+        for row in rows:
+            key = (row["status"], row["stop_reason"])
+            if self._seen.get(row["id"]) != key:
+                self._seen[row["id"]] = key
+                if row["status"] in ("running", "completed", "stopped", "failed", "cancelled"):
+                    _console.info(_line(row, time.monotonic() - self._t0))
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+    def _table(self, rows: list[dict[str, Any]]) -> Any:
+        from rich.table import Table
+
+        counts: dict[str, int] = {}
+        for row in rows:
+            counts[row["status"]] = counts.get(row["status"], 0) + 1
+        best = max((r for r in rows if r["best_score"] is not None), key=lambda r: r["best_score"], default=None)
+        title = f"{self._name}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        if best is not None:
+            title += f"; best {best['best_score']:.4g} ({best['name']} @ {best['best_step']})"
+        table = Table(title=title, title_justify="left")
+        for column in ("trial", "status", "step", "best", "stop"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(
+                row["name"],
+                row["status"],
+                "" if row["step"] is None else str(row["step"]),
+                "" if row["best_score"] is None else f"{row['best_score']:.4g} @ {row['best_step']}",
+                _stop_text(row),
+            )
+        return table
+
+
+def _stop_text(row: dict[str, Any]) -> str:
+    if not row["stop_reason"]:
+        return ""
+    text = f"{row['stop_reason']} @ {row['stop_step']}"
+    return f"{text}: {row['why']}" if row.get("why") else text
+
+
+def _line(row: dict[str, Any], elapsed: float) -> str:
+    best = "" if row["best_score"] is None else f", best {row['best_score']:.4g} @ {row['best_step']}"
+    stop = f" ({_stop_text(row)})" if row["stop_reason"] else ""
+    return f"[{elapsed:6.0f}s] {row['name']}: {row['status']}{stop}{best}"

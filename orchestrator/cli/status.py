@@ -1,0 +1,66 @@
+"""`ablate status [SWEEP_DIR]`: each trial's status, step, best and stop reason, from the sweep store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from orchestrator.cli import _console
+
+
+def status(
+    sweep_dir: Path = typer.Argument(None, metavar="[SWEEP_DIR]", help="A sweep directory [default: the only one under runs/]."),
+    json_out: bool = typer.Option(False, "--json", help="Print the trials as JSON."),
+) -> None:
+    """Show every trial of a sweep: status, step, best score and step, and why it stopped."""
+    from orchestrator.engine import DB_NAME, trial_rows
+    from orchestrator.errors import StoreError
+    from orchestrator.store import SQLiteStore
+
+    sweep_dir = sweep_dir or _only_sweep_dir()
+    db = sweep_dir / DB_NAME
+    if not db.is_file():
+        _console.abort(f"{sweep_dir}: not a sweep directory (no {DB_NAME}); run `ablate run SPEC` first")
+    try:
+        store = SQLiteStore(db)
+        sweeps = store.list_sweeps()
+    except StoreError as exc:
+        _console.abort(str(exc))
+    if not sweeps:
+        _console.abort(f"{db}: holds no sweep")
+    for sweep in sweeps:
+        rows = trial_rows(store, sweep.id)
+        if json_out:
+            _console.print_json({"sweep": sweep.id, "status": sweep.status, "trials": rows})
+            continue
+        counts = store.summary(sweep.id)
+        table = Table(title=f"{sweep.id} ({sweep.status}): " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+        for column in ("trial", "seed", "status", "step", "best", "collapse onset", "stop reason", "attempts"):
+            table.add_column(column)
+        for r in rows:
+            table.add_row(
+                r["name"],
+                str(r["seed"]),
+                r["status"],
+                "" if r["step"] is None else str(r["step"]),
+                "" if r["best_score"] is None else f"{r['best_score']:.4g} @ {r['best_step']}",
+                "" if r["collapse_step"] is None else str(r["collapse_step"]),
+                "" if not r["stop_reason"] else f"{r['stop_reason']} @ {r['stop_step']}",
+                str(r["attempts"]),
+            )
+        _console.print_table(table)
+        for r in rows:
+            if r["why"]:
+                _console.out.print(f"{r['name']}: {r['why']}", highlight=False)
+
+
+def _only_sweep_dir() -> Path:
+    from orchestrator.engine import DB_NAME
+
+    candidates = sorted(p.parent for p in Path("runs").glob(f"*/{DB_NAME}"))
+    if len(candidates) != 1:
+        found = ", ".join(map(str, candidates)) or "none"
+        _console.abort(f"name a sweep directory (sweeps under runs/: {found})")
+    return candidates[0]

@@ -1,0 +1,652 @@
+"""The engine: one Ray Tune experiment per sweep.
+
+Each Tune trial runs `run_trial`, which launches the trainer through the local launcher, tails its metrics file,
+writes every step to the sweep store, runs the collapse rules on every step, keeps the best checkpoint, and reports
+a noise-robust signal of the objective to Tune at each eval step (for ASHA). A collapse stops the trainer and
+returns (it is not an error); a crash raises, so that Tune retries and the trainer resumes from its latest
+checkpoint. ASHA's stops, retries and final failures are recorded by a driver-side callback.
+
+Ray is imported inside the functions that need it: this module is the one adapter between ablate and Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.checkpoints import CheckpointKeeper, SweepResult
+from orchestrator.collapse import CollapseConfig, Verdict, build_rules, first_verdict
+from orchestrator.design import Trial, expand
+from orchestrator.errors import AblateError
+from orchestrator.history import Point, default_objective, is_validation_metric, merge_points
+from orchestrator.launchers import LocalLauncher, Status
+from orchestrator.readers import JsonlTail, read_jsonl
+from orchestrator.spec import SweepSpec
+from orchestrator.store import SQLiteStore
+from orchestrator.trainers import RunContext, get_trainer
+
+DB_NAME = "sweep.db"
+SPEC_NAME = "spec.yaml"
+TUNE_DIR = "tune"
+EXPERIMENT = "experiment"
+SIGNAL = "signal"
+"""The metric reported to Tune for ASHA: best-so-far or an EMA of the objective (never NaN)."""
+TERMINAL = ("completed", "stopped", "failed", "cancelled")
+
+
+class TrialFailed(AblateError):
+    """A trainer attempt exited with an error; Tune retries the trial while failures remain."""
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """What every trial worker needs to know about its sweep (picklable; given to Tune with the trainable)."""
+
+    sweep_dir: str
+    project: str
+    backend: str
+    objective: str
+    mode: str
+    collapse: dict[str, Any] | None
+    signal: str = "best"
+    ema_alpha: float = 0.5
+    poll_s: float = 0.5
+    stop_grace_s: float = 10.0
+    wandb: dict[str, Any] | None = None
+
+    @property
+    def db_path(self) -> Path:
+        """Return the sweep store's path."""
+        return Path(self.sweep_dir) / DB_NAME
+
+    def workdir(self, trial_name: str) -> Path:
+        """Return a trial's directory."""
+        return Path(self.sweep_dir) / "trials" / trial_name
+
+    @classmethod
+    def from_spec(cls, spec: SweepSpec, sweep_dir: Path, *, poll_s: float = 0.5) -> SweepSettings:
+        """Return the settings of a sweep run from `spec` in `sweep_dir`."""
+        asha = spec.pruning.asha
+        wandb = spec.tracking.wandb
+        return cls(
+            sweep_dir=str(sweep_dir.absolute()),
+            project=spec.name,
+            backend=spec.trainer.backend,
+            objective=spec.objective.metric,
+            mode=spec.objective.mode,
+            collapse=None if spec.pruning.collapse is None else spec.pruning.collapse.model_dump(),
+            signal=asha.signal if asha else "best",
+            ema_alpha=asha.ema_alpha if asha else 0.5,
+            poll_s=poll_s,
+            wandb=None if wandb is None or wandb.mode == "disabled" else wandb.model_dump(),
+        )
+
+
+# ------------------------------------------------------------------------------------------------ the trial side
+
+
+class _Signal:
+    """The objective as ASHA sees it: best so far, or an exponential moving average; NaN is skipped."""
+
+    def __init__(self, kind: str, mode: str, alpha: float) -> None:
+        self._kind, self._mode, self._alpha = kind, mode, alpha
+        self.value: float | None = None
+
+    def update(self, score: float) -> float | None:
+        if not math.isfinite(score):
+            return self.value
+        if self.value is None:
+            self.value = score
+        elif self._kind == "ema":
+            self.value = self._alpha * score + (1 - self._alpha) * self.value
+        else:
+            self.value = max(self.value, score) if self._mode == "max" else min(self.value, score)
+        return self.value
+
+
+class TrialRun:
+    """One attempt of one trial: launch, tail, judge, keep checkpoints, report; used inside a Tune trial.
+
+    Args:
+        settings: The sweep's settings.
+        trial_id: The trial to run (its record is in the store).
+        report: Called with a metrics dict at each eval step (Tune's `tune.report` in a sweep).
+        gpus: The GPU ids Ray assigned to the trial (None: leave CUDA_VISIBLE_DEVICES as it is).
+    """
+
+    def __init__(
+        self,
+        settings: SweepSettings,
+        trial_id: str,
+        *,
+        report: Callable[[dict[str, Any]], None],
+        gpus: Sequence[int | str] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._store = SQLiteStore(settings.db_path)
+        self._record = self._store.get_trial(trial_id)
+        self._report = report
+        self._gpus = gpus
+        self._objective: str | None = None if settings.objective == "auto" else settings.objective
+        self._rules: list[Any] | None = None
+        self._signal = _Signal(settings.signal, settings.mode, settings.ema_alpha)
+        self._history: dict[int, Point] = {}
+        self._best: tuple[int, float] | None = None
+        self._wandb: Any = None
+
+    def run(self) -> str:
+        """Run the attempt to its end; return the trial's stop reason.
+
+        Raises:
+            TrialFailed: If the trainer exits with an error (Tune then retries).
+            LaunchError: If the trainer cannot be started.
+        """
+        record = self._record
+        # A trial that already ended (a restored experiment re-running it) is not run again.
+        if record.status in TERMINAL and record.stop_reason != "failed":
+            return record.stop_reason or record.status
+        attempt = record.attempts
+        self._store.set_trial_attempts(record.id, attempt + 1)
+        self._store.clear_trial_stop(record.id, status="running")
+        trial = _trial_of(record)
+        ctx = RunContext(workdir=self._settings.workdir(record.name), project=self._settings.project, attempt=attempt)
+        keeper = CheckpointKeeper(ctx.checkpoint_dir, mode=self._settings.mode)  # type: ignore[arg-type]
+        self._resume_history(ctx, keeper)
+        command = get_trainer(self._settings.backend).command(trial, ctx)
+        launcher = LocalLauncher(grace_s=self._settings.stop_grace_s)
+        handle = launcher.start(command, ctx.workdir, attempt=attempt, gpus=self._gpus)
+        self._store.append_event(
+            record.id,
+            "started",
+            attempt=attempt,
+            data={"pgid": launcher.pgid(handle), "gpus": list(self._gpus or []), "argv": list(command.argv)},
+        )
+        self._open_wandb(trial)
+        try:
+            return self._follow(launcher, handle, ctx, keeper, attempt)
+        finally:
+            launcher.stop(handle)
+            if self._wandb is not None:
+                self._wandb.finish()
+
+    # ---- following the trainer -------------------------------------------------------------------------------
+
+    def _follow(self, launcher: LocalLauncher, handle: str, ctx: RunContext, keeper: CheckpointKeeper, attempt: int) -> str:
+        tail = JsonlTail(ctx.metrics_path)
+        while True:
+            state = launcher.poll(handle)
+            verdict = self._take(tail.poll(), keeper)
+            if verdict is not None:
+                launcher.stop(handle)
+                self._sweep_checkpoints(keeper)
+                return self._stop_for_collapse(verdict)
+            if not state.status.done:
+                time.sleep(self._settings.poll_s)
+                continue
+            # The trainer has exited: read what it wrote last, then judge how it ended.
+            verdict = self._take(tail.poll(), keeper)
+            self._sweep_checkpoints(keeper)
+            if verdict is not None:
+                return self._stop_for_collapse(verdict)
+            if state.status is Status.SUCCEEDED:
+                last = max(self._history, default=None)
+                self._store.set_trial_stop(self._record.id, "completed", step=last)
+                self._store.append_event(self._record.id, "completed", attempt=attempt, data={"step": last})
+                return "completed"
+            tail_text = launcher.stderr_tail(handle)
+            self._store.set_trial_stderr_tail(self._record.id, tail_text)
+            log = launcher.log_paths(handle)[1]
+            self._store.append_event(
+                self._record.id, "failed", attempt=attempt, data={"exit_code": state.exit_code, "raw": state.raw, "log": str(log)}
+            )
+            self._store.set_trial_stop(
+                self._record.id, "failed", step=max(self._history, default=None), evidence={"exit_code": state.exit_code, "log": str(log)}
+            )
+            last_lines = "\n".join(tail_text.splitlines()[-5:])
+            raise TrialFailed(
+                f"trial {self._record.name} ({self._record.id}) attempt {attempt}: trainer {state.raw}; "
+                f"log: {log}\n{last_lines}"
+            )
+
+    def _take(self, points: list[Point], keeper: CheckpointKeeper) -> Verdict | None:
+        """Record new points: store, checkpoints, best, Tune reports; return a collapse verdict if a rule fires."""
+        if not points:
+            return None
+        points = merge_points(points)
+        self._store.append_metrics(self._record.id, points)
+        eval_points = []
+        for point in points:
+            self._history[point.step] = _merged(self._history.get(point.step), point)
+            self._resolve_objective(point)
+            score = point.get(self._objective) if self._objective else None
+            keeper.observe(point.step, score)
+            if score is not None:
+                eval_points.append((point.step, score))
+            self._log_wandb(point)
+        self._sweep_checkpoints(keeper)
+        for step, score in eval_points:
+            self._note_best(step, score)
+        verdict = self._judge()
+        if verdict is None:
+            for step, score in eval_points:
+                self._report_eval(step, score)
+        return verdict
+
+    def _resolve_objective(self, point: Point) -> None:
+        if self._objective is not None:
+            return
+        # `auto`: the first validation metric the trainer logs (val-core/<source>/<var>/mean@N).
+        if any(is_validation_metric(key) for key in point.metrics):
+            self._objective = default_objective(point.metrics)
+
+    def _judge(self) -> Verdict | None:
+        if self._settings.collapse is None or self._objective is None:
+            return None
+        if self._rules is None:
+            config = CollapseConfig.model_validate(self._settings.collapse)
+            self._rules = build_rules(config, self._objective, self._settings.mode)  # type: ignore[arg-type]
+        history = [self._history[step] for step in sorted(self._history)]
+        return first_verdict(self._rules, history)
+
+    def _note_best(self, step: int, score: float) -> None:
+        if not math.isfinite(score):
+            return
+        better = self._best is None or (score > self._best[1] if self._settings.mode == "max" else score < self._best[1])
+        if better:
+            self._best = (step, score)
+            self._store.set_trial_best(self._record.id, step, score)
+
+    def _report_eval(self, step: int, score: float) -> None:
+        signal = self._signal.update(score)
+        metrics: dict[str, Any] = {"step": step, "trial_name": self._record.name}
+        if math.isfinite(score):
+            metrics["objective"] = score
+        if signal is not None:
+            metrics[SIGNAL] = signal  # NaN never reaches ASHA: the key is left out until there is a finite value
+        self._report(metrics)
+
+    def _stop_for_collapse(self, verdict: Verdict) -> str:
+        reason = f"collapse:{verdict.rule}"
+        evidence = {**verdict.evidence, "reason": verdict.reason}
+        onset = verdict.evidence.get("onset_eval_step", verdict.evidence.get("onset_step", verdict.step))
+        self._store.set_trial_stop(self._record.id, reason, step=verdict.step, evidence=evidence)
+        self._store.set_trial_collapse(self._record.id, onset)
+        self._store.append_event(self._record.id, "stopped", data={"reason": reason, "step": verdict.step, "why": verdict.reason})
+        return reason
+
+    # ---- checkpoints and resume -----------------------------------------------------------------------------
+
+    def _sweep_checkpoints(self, keeper: CheckpointKeeper) -> None:
+        try:
+            result = keeper.sweep()
+        except OSError as exc:
+            self._store.append_event(self._record.id, "checkpoint_error", data={"error": str(exc)})
+            return
+        _record_checkpoints(self._store, self._record.id, result)
+
+    def _resume_history(self, ctx: RunContext, keeper: CheckpointKeeper) -> None:
+        """Load earlier attempts' points; drop those past the checkpoint the trainer resumes from."""
+        latest = keeper.sweep().latest_step
+        # What earlier attempts' trainers wrote after their worker died never reached the store: take it now.
+        for earlier in range(self._record.attempts):
+            path = RunContext(ctx.workdir, ctx.project, earlier).metrics_path
+            if path.is_file():
+                self._store.append_metrics(self._record.id, read_jsonl(path).points)
+        if self._record.attempts > 0:
+            self._store.delete_metrics(self._record.id, after_step=latest if latest is not None else -1)
+            if latest is not None:
+                self._store.append_event(self._record.id, "retried", attempt=self._record.attempts, data={"resume_step": latest})
+        for point in self._store.get_history(self._record.id):
+            self._history[point.step] = point
+            self._resolve_objective(point)
+            score = point.get(self._objective) if self._objective else None
+            keeper.observe(point.step, score)
+            if score is not None:
+                self._note_best(point.step, score)
+                self._signal.update(score)
+
+    # ---- wandb -----------------------------------------------------------------------------------------------
+
+    def _open_wandb(self, trial: Trial) -> None:
+        cfg = self._settings.wandb
+        if not cfg:
+            return
+        import wandb
+
+        self._wandb = wandb.init(
+            project=cfg["project"],
+            entity=cfg.get("entity"),
+            mode=cfg.get("mode", "offline"),
+            group=self._settings.project,
+            name=trial.name,
+            id=f"{self._settings.project}-{trial.id}"[:64],
+            resume="allow",
+            dir=str(self._settings.workdir(trial.name)),
+            tags=[f"{k}={v}" for k, v in trial.levels.items()] + [f"seed={trial.seed}"],
+            config={**trial.overrides, "ablate/trial_id": trial.id, "ablate/levels": trial.levels},
+            reinit="create_new",
+        )
+        self._wandb_step = max(self._history, default=-1)
+
+    def _log_wandb(self, point: Point) -> None:
+        if self._wandb is None or point.step <= self._wandb_step:
+            return
+        self._wandb.log(dict(point.metrics), step=point.step)
+        self._wandb_step = point.step
+
+
+def _merged(old: Point | None, new: Point) -> Point:
+    return new if old is None else Point(new.step, {**old.metrics, **new.metrics})
+
+
+def _trial_of(record: Any) -> Trial:
+    return Trial(
+        id=record.id,
+        name=record.name,
+        point=record.point,
+        levels=record.levels,
+        values=record.values,
+        seed=record.seed,
+        overrides=record.overrides,
+    )
+
+
+def _record_checkpoints(store: SQLiteStore, trial_id: str, result: SweepResult) -> None:
+    if result.kept is not None and result.best_path is not None:
+        store.set_checkpoint(trial_id, "best", result.kept, result.best_path)
+        store.append_event(trial_id, "checkpoint_kept", data={"step": result.kept, "path": str(result.best_path)})
+    if result.latest_step is not None and result.latest_path is not None:
+        store.set_checkpoint(trial_id, "latest", result.latest_step, result.latest_path)
+    if result.deleted:
+        store.append_event(trial_id, "checkpoint_deleted", data={"steps": list(result.deleted)})
+
+
+def run_trial(config: dict[str, Any], settings: SweepSettings) -> None:
+    """The Tune function trainable: run one attempt of the trial `config["trial_id"]`."""
+    import ray
+    from ray import tune
+
+    gpus = [str(g) for g in ray.get_gpu_ids()] if ray.is_initialized() else []
+    TrialRun(settings, config["trial_id"], report=tune.report, gpus=gpus or None).run()
+
+
+# ----------------------------------------------------------------------------------------------- the driver side
+
+
+@dataclass
+class SweepOutcome:
+    """What `run_sweep` leaves: where, and how many trials ended how."""
+
+    sweep_dir: Path
+    counts: dict[str, int]
+    interrupted: bool = False
+
+
+def prepare_sweep(spec: SweepSpec, spec_text: str, sweep_dir: Path) -> tuple[SQLiteStore, list[Trial]]:
+    """Create (or reopen) the sweep directory and store; refuse a directory started from a different spec."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    trials = expand(spec).trials
+    store = SQLiteStore(sweep_dir / DB_NAME)
+    existing = {s.id for s in store.list_sweeps()}
+    if spec.name in existing:
+        known = {t.id for t in store.list_trials(spec.name)}
+        wanted = {t.id for t in trials}
+        if known != wanted:
+            raise AblateError(
+                f"{sweep_dir} holds sweep `{spec.name}` with other trials ({len(wanted - known)} new, "
+                f"{len(known - wanted)} missing): the spec changed since it started; use another --out"
+            )
+    else:
+        store.create_sweep(spec.name, spec_text, sweep_id=spec.name)
+        (sweep_dir / SPEC_NAME).write_text(spec_text)
+    store.create_trials(spec.name, trials)
+    return store, trials
+
+
+def run_sweep(
+    spec: SweepSpec,
+    spec_text: str,
+    sweep_dir: Path,
+    *,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    poll_s: float = 0.5,
+    on_start: Callable[[SQLiteStore], None] | None = None,
+) -> SweepOutcome:
+    """Run (or resume) every trial of a sweep on Ray Tune; return when all have ended or the run is interrupted.
+
+    Args:
+        spec: The validated spec.
+        spec_text: Its text, kept in the store and in `<sweep_dir>/spec.yaml`.
+        sweep_dir: Where the store, the trials' directories and Tune's state go. If it holds this sweep already,
+            the sweep resumes: finished trials are not rerun, the others resume from their latest checkpoints.
+        address: An existing Ray cluster; None starts a local one.
+        num_cpus, num_gpus: The local cluster's CPUs and (possibly logical) GPUs; None lets Ray detect them.
+        poll_s: How often a trial reads its metrics file.
+        on_start: Called with the store once trials are registered (e.g. to start a progress display).
+    """
+    import logging
+
+    # Ray says at start-up that token authentication is on (good news, not an action item): keep the console quiet.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
+
+    store, trials = prepare_sweep(spec, spec_text, sweep_dir)
+    settings = SweepSettings.from_spec(spec, sweep_dir, poll_s=poll_s)
+    pending = [t.id for t in trials if store.get_trial(t.id).status not in TERMINAL]
+    for trial_id in pending:
+        store.set_trial_status(trial_id, "queued")
+    store.set_sweep_status(spec.name, "running")
+    if on_start is not None:
+        on_start(store)
+    if not ray.is_initialized():
+        ray.init(
+            address=address,
+            num_cpus=num_cpus if address is None else None,
+            num_gpus=num_gpus if address is None else None,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, settings=settings),
+        {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus * spec.resources.nodes},
+    )
+    storage = (sweep_dir / TUNE_DIR).absolute()
+    experiment = storage / EXPERIMENT
+    callback = _StoreCallback(settings.db_path)
+    if tune.Tuner.can_restore(str(experiment)):
+        tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True, resume_errored=False)
+    else:
+        asha = spec.pruning.asha
+        scheduler: Any = FIFOScheduler()
+        if asha is not None:
+            scheduler = AsyncHyperBandScheduler(
+                time_attr="step",
+                metric=SIGNAL,
+                mode=spec.objective.mode,
+                # One past the budget: ASHA never stops a trial for reaching the end; the trial ends by itself.
+                max_t=spec.budget.max_steps + 1,
+                grace_period=asha.grace_steps,
+                reduction_factor=asha.reduction_factor,
+                brackets=asha.brackets,
+            )
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"trial_id": tune.grid_search([t.id for t in trials])},
+            tune_config=tune.TuneConfig(
+                scheduler=scheduler,
+                num_samples=1,
+                max_concurrent_trials=spec.execution.max_concurrent_trials,
+                reuse_actors=False,
+            ),
+            run_config=tune.RunConfig(
+                name=EXPERIMENT,
+                storage_path=str(storage),
+                verbose=0,
+                failure_config=tune.FailureConfig(max_failures=spec.execution.max_failures),
+                callbacks=[callback],
+            ),
+        )
+    interrupted = False
+    try:
+        tuner.fit()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        interrupted = _settle(store, spec.name, settings, interrupted or callback.interrupted)
+    return SweepOutcome(sweep_dir=sweep_dir, counts=store.summary(spec.name), interrupted=interrupted)
+
+
+def _settle(store: SQLiteStore, sweep_id: str, settings: SweepSettings, interrupted: bool) -> bool:
+    """After Tune returns: kill leftovers, keep every trial's best checkpoint, mark what did not finish."""
+    unfinished = False
+    for record in store.list_trials(sweep_id):
+        _kill_leftovers(store, record.id)
+        _final_checkpoints(store, settings, record)
+        if record.status not in TERMINAL:
+            unfinished = True
+            store.set_trial_status(record.id, "pending")
+            store.append_event(record.id, "interrupted")
+    status = "pending" if unfinished else "completed"
+    store.set_sweep_status(sweep_id, status)
+    return interrupted or unfinished
+
+
+def _kill_leftovers(store: SQLiteStore, trial_id: str) -> None:
+    """Kill a trainer process group a dead trial worker left behind (belt and braces: the guard does it too)."""
+    import signal
+
+    for event in store.list_events(trial_id, kind="started"):
+        pgid = event.data.get("pgid")
+        if not pgid:
+            continue
+        try:
+            os.killpg(int(pgid), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            continue
+
+
+def _final_checkpoints(store: SQLiteStore, settings: SweepSettings, record: Any) -> None:
+    """Make sure a trial stopped from outside (ASHA, interrupt) has its best checkpoint kept and the rest deleted."""
+    checkpoint_dir = settings.workdir(record.name) / "checkpoints"
+    if not checkpoint_dir.is_dir():
+        return
+    keeper = CheckpointKeeper(checkpoint_dir, mode=settings.mode)  # type: ignore[arg-type]
+    objective = settings.objective
+    history = store.get_history(record.id)
+    if objective == "auto":
+        objective = default_objective(sorted({k for p in history for k in p.metrics})) or ""
+    for point in history:
+        keeper.observe(point.step, point.get(objective))
+    try:
+        _record_checkpoints(store, record.id, keeper.sweep())
+    except OSError as exc:
+        store.append_event(record.id, "checkpoint_error", data={"error": str(exc)})
+
+
+class _StoreCallback:
+    """Tune callback (driver side): records ASHA stops, retries and final failures in the store."""
+
+    def __new__(cls, db_path: Path) -> Any:  # a Tune Callback subclass, built lazily so Ray loads only when used
+        from ray.tune import Callback
+
+        class StoreCallback(Callback):
+            def __init__(self) -> None:
+                self.interrupted = False
+                self._open: SQLiteStore | None = None
+
+            @property
+            def _store(self) -> SQLiteStore:
+                if self._open is None:
+                    self._open = SQLiteStore(db_path)
+                return self._open
+
+            def __getstate__(self) -> dict[str, Any]:
+                # Tune saves callbacks with the experiment state: the open store stays out of it.
+                return {**self.__dict__, "_open": None}
+
+            def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+                trial_id = trial.config.get("trial_id")
+                record = self._store.get_trial(trial_id)
+                if record.status in TERMINAL:
+                    return
+                # The trial function did not record an end: Tune's scheduler (ASHA) stopped it.
+                result = trial.last_result or {}
+                step = result.get("step")
+                evidence = {"signal": result.get(SIGNAL), "objective": result.get("objective")}
+                self._store.set_trial_stop(trial_id, "asha", step=step, evidence=evidence)
+                self._store.append_event(trial_id, "stopped", data={"reason": "asha", "step": step})
+
+            def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+                self._store.append_event(trial.config.get("trial_id"), "retried", data={"by": "tune"})
+
+            def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+                trial_id = trial.config.get("trial_id")
+                record = self._store.get_trial(trial_id)
+                if record.stop_reason != "failed":
+                    self._store.set_trial_stop(trial_id, "failed", step=record.last_step, evidence={"error": str(trial.error_file)})
+
+            def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+                self.interrupted = any(t.status not in ("TERMINATED", "ERROR") for t in trials)
+
+        return StoreCallback()
+
+
+def trial_rows(store: SQLiteStore, sweep_id: str) -> list[dict[str, Any]]:
+    """Return one JSON-ready row per trial: status, step, best, stop reason (for `ablate status` and progress)."""
+    rows = []
+    for r in store.list_trials(sweep_id):
+        rows.append(
+            {
+                "id": r.id,
+                "name": r.name,
+                "seed": r.seed,
+                "levels": r.levels,
+                "status": r.status,
+                "step": r.last_step,
+                "best_step": r.best_step,
+                "best_score": r.best_score,
+                "stop_reason": r.stop_reason,
+                "stop_step": r.stop_step,
+                "collapse_step": r.collapse_step,
+                "attempts": r.attempts,
+                "why": (r.stop_evidence or {}).get("reason"),
+            }
+        )
+    return rows
+
+
+def progress_thread(store_path: Path, sweep_id: str, render: Callable[[list[dict[str, Any]]], None], stop: threading.Event, every_s: float = 1.0) -> threading.Thread:
+    """Start a thread that reads the store every `every_s` and calls `render(rows)` until `stop` is set."""
+
+    def loop() -> None:
+        store = SQLiteStore(store_path)
+        try:
+            while not stop.is_set():
+                render(trial_rows(store, sweep_id))
+                stop.wait(every_s)
+            render(trial_rows(store, sweep_id))
+        finally:
+            store.close()
+
+    thread = threading.Thread(target=loop, name="ablate-progress", daemon=True)
+    thread.start()
+    return thread
+
+
+def dumps(rows: Any) -> str:
+    """Return rows as indented JSON."""
+    return json.dumps(rows, indent=2, default=str)
+

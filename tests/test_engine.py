@@ -1,0 +1,292 @@
+"""`ablate run` end to end: real Ray Tune, the real miniature trainer, the real SQLite store.
+
+Each test runs the CLI in a subprocess (its own Ray), as a user would, and reads the sweep store afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from orchestrator.store import SQLiteStore
+
+ROOT = Path(__file__).resolve().parents[1]
+ABLATE = [sys.executable, "-c", "from orchestrator.cli import main; main()"]
+# The miniature's warm start, shortened for tests (cached once per session in ABLATE_CACHE_DIR).
+FAST = "{mini.warm_start.steps: 600}"
+COLLAPSING_LR = 5e-3  # collapses within 5 steps of a 600-step warm start
+HEALTHY_LR = 1e-3
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    cache = tmp_path_factory.mktemp("minigrpo-cache")
+    return {**os.environ, "ABLATE_CACHE_DIR": str(cache), "WANDB_SILENT": "true"}
+
+
+def _spec(tmp_path: Path, name: str, body: str) -> Path:
+    text = f"name: {name}\ntrainer: {{backend: mini, base: {ROOT}/configs/mini/original.yaml, overrides: {FAST}}}\n"
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text + textwrap.dedent(body))
+    return path
+
+
+def _run(args: list[str], env: dict[str, str], timeout: int = 420) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*ABLATE, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def _trials(out: Path) -> dict[str, object]:
+    store = SQLiteStore(out / "sweep.db")
+    sweep = store.list_sweeps()[0].id
+    return {t.name: t for t in store.list_trials(sweep)}
+
+
+def _trainers(marker: Path) -> list[psutil.Process]:
+    """Return the live trainer processes whose command line names `marker` (a sweep directory)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info.get("cmdline") or [])
+        if "orchestrator.minigrpo" in cmdline and str(marker) in cmdline:
+            found.append(proc)
+    return found
+
+
+def _steps_with(store: SQLiteStore, trial_id: str, key: str) -> list[int]:
+    return [p.step for p in store.get_history(trial_id) if key in p.metrics]
+
+
+def test_run_stops_a_collapsing_trial_and_keeps_best_checkpoints(tmp_path: Path, env: dict[str, str]) -> None:
+    spec = _spec(
+        tmp_path,
+        "collapse",
+        f"""\
+        factors:
+          lr_schedule: [{{type: constant, lr: {COLLAPSING_LR}}}, {{type: constant, lr: {HEALTHY_LR}}}]
+        budget: {{max_steps: 40, eval_every: 5, save_every: 5}}
+        objective: {{metric: val-core/mini/reward/mean@1, mode: max}}
+        tracking: {{wandb: {{project: ablate-test, mode: offline}}}}
+        """,
+    )
+    out = tmp_path / "out"
+    result = _run(["run", str(spec), "--out", str(out)], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = _trials(out)
+    collapsed = trials[f"lr=const{COLLAPSING_LR:g}_s1"]
+    assert collapsed.status == "stopped"
+    assert collapsed.stop_reason.startswith("collapse:")
+    assert collapsed.collapse_step is not None
+    # Stopped within two eval intervals of the onset, long before the budget ran out.
+    assert collapsed.stop_step <= collapsed.collapse_step + 2 * 5
+    assert collapsed.stop_step < 40
+    assert collapsed.stop_evidence["reason"]
+    store = SQLiteStore(out / "sweep.db")
+    for trial in trials.values():
+        kept = store.get_checkpoints(trial.id)["best"]
+        assert Path(kept.path).is_dir(), trial.name
+        assert Path(kept.path).parent == out.absolute() / "trials" / trial.name / "checkpoints" / "best"
+        assert json.loads((Path(kept.path).parent / "best.json").read_text())["step"] == kept.step
+        # Step 0 is the starting model (no checkpoint of it): otherwise the best eval step's checkpoint is kept.
+        assert kept.step == trial.best_step or trial.best_step == 0, (trial.name, kept.step, trial.best_step)
+        # wandb, offline: one run per trial under its directory.
+        assert list((out / "trials" / trial.name / "wandb").glob("offline-run-*")), trial.name
+    assert _trainers(out) == []
+    status = _run(["status", str(out)], env)
+    assert status.returncode == 0
+    assert collapsed.stop_reason in status.stdout
+
+
+def test_run_asha_stops_a_weak_trial(tmp_path: Path, env: dict[str, str]) -> None:
+    spec = _spec(
+        tmp_path,
+        "asha",
+        f"""\
+        factors:
+          lr_schedule: [{{type: constant, lr: {HEALTHY_LR}}}, {{type: constant, lr: 8.0e-4}}, {{type: constant, lr: {COLLAPSING_LR}}}]
+        budget: {{max_steps: 40, eval_every: 5, save_every: 5}}
+        objective: {{metric: val-core/mini/reward/mean@1, mode: max}}
+        pruning: {{collapse: null, asha: {{grace_steps: 10, reduction_factor: 2, signal: ema}}}}
+        execution: {{max_concurrent_trials: 1}}
+        """,
+    )
+    out = tmp_path / "out"
+    result = _run(["run", str(spec), "--out", str(out)], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = _trials(out)
+    weak = trials[f"lr=const{COLLAPSING_LR:g}_s1"]
+    assert weak.stop_reason == "asha"
+    assert weak.status == "stopped"
+    assert weak.stop_step is not None and weak.stop_step < 40
+    assert trials[f"lr=const{HEALTHY_LR:g}_s1"].stop_reason == "completed"
+    assert _trainers(out) == []
+
+
+def test_run_retries_a_crashed_trainer_and_resumes_from_its_checkpoint(tmp_path: Path, env: dict[str, str]) -> None:
+    spec = _spec(
+        tmp_path,
+        "crash",
+        f"""\
+        factors:
+          lr_schedule: [{{type: constant, lr: {HEALTHY_LR}}}]
+        budget: {{max_steps: 40, eval_every: 10, save_every: 5}}
+        objective: {{metric: val-core/mini/reward/mean@1, mode: max}}
+        pruning: {{collapse: null}}
+        execution: {{max_failures: 2}}
+        """,
+    )
+    out = tmp_path / "out"
+    driver = subprocess.Popen([*ABLATE, "run", str(spec), "--out", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        trial_id, pgid = _wait_for_step(out, 17, timeout=300)
+        os.killpg(pgid, signal.SIGKILL)  # the trainer dies mid-run, as on an OOM kill
+        stdout, stderr = driver.communicate(timeout=400)
+    finally:
+        driver.kill()
+    assert driver.returncode == 0, stderr[-3000:]
+    store = SQLiteStore(out / "sweep.db")
+    trial = store.get_trial(trial_id)
+    assert trial.status == "completed" and trial.stop_reason == "completed"
+    assert trial.attempts == 2
+    assert [e.kind for e in store.list_events(trial_id) if e.kind in ("failed", "retried")][:2] == ["failed", "retried"]
+    retried = [e for e in store.list_events(trial_id, kind="retried") if "resume_step" in e.data]
+    assert retried and retried[0].data["resume_step"] >= 15
+    # Every step is there once, with its training metrics; evals on every 10th step. One exception, as in verl:
+    # a trainer killed after saving step N's checkpoint but before logging step N never logs step N's training
+    # metrics, since the next attempt resumes at N + 1.
+    resume = retried[0].data["resume_step"]
+    expected = [step for step in range(1, 41) if step != resume]
+    assert [s for s in _steps_with(store, trial_id, "actor/pg_loss") if s != resume] == expected
+    assert _steps_with(store, trial_id, "val-core/mini/reward/mean@1") == [0, 10, 20, 30, 40]
+    assert (out / "trials" / trial.name / "metrics.1.jsonl").is_file()  # each attempt its own metrics file
+
+
+def _wait_for_step(out: Path, step: int, timeout: float) -> tuple[str, int]:
+    """Wait until a running trial has logged `step`; return its id and its trainer's process group."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if not (out / "sweep.db").exists():
+            continue
+        store = SQLiteStore(out / "sweep.db")
+        try:
+            sweeps = store.list_sweeps()
+            for trial in store.list_trials(sweeps[0].id) if sweeps else []:
+                if trial.status == "running" and (trial.last_step or 0) >= step:
+                    started = store.list_events(trial.id, kind="started")
+                    return trial.id, int(started[-1].data["pgid"])
+        finally:
+            store.close()
+    raise AssertionError(f"no trial reached step {step} in {timeout} s")
+
+
+def test_run_resumes_after_the_driver_is_killed(tmp_path: Path, env: dict[str, str]) -> None:
+    spec = _spec(
+        tmp_path,
+        "resume",
+        f"""\
+        factors:
+          lr_schedule: [{{type: constant, lr: {HEALTHY_LR}}}]
+        seeds: 3
+        budget: {{max_steps: 30, eval_every: 10, save_every: 5}}
+        objective: {{metric: val-core/mini/reward/mean@1, mode: max}}
+        pruning: {{collapse: null}}
+        execution: {{max_concurrent_trials: 2}}
+        """,
+    )
+    out = tmp_path / "out"
+    driver = subprocess.Popen([*ABLATE, "run", str(spec), "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_step(out, 12, timeout=300)
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=30)
+    finally:
+        driver.kill()
+    # No trainer outlives the driver (the trial workers die with it, and each trainer's guard with them).
+    deadline = time.monotonic() + 60
+    while _trainers(out) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert _trainers(out) == []
+    before = _trials(out)
+    finished_before = {name for name, t in before.items() if t.status == "completed"}
+    result = _run(["run", str(spec), "--out", str(out)], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    store = SQLiteStore(out / "sweep.db")
+    after = _trials(out)
+    assert all(t.status == "completed" for t in after.values()), {n: t.status for n, t in after.items()}
+    for name in finished_before:
+        assert after[name].attempts == before[name].attempts  # finished trials were not rerun
+    assert any(t.attempts >= 2 for t in after.values())  # the interrupted ones resumed
+    for trial in after.values():
+        assert _steps_with(store, trial.id, "actor/pg_loss") == list(range(1, 31)), trial.name
+        assert _steps_with(store, trial.id, "val-core/mini/reward/mean@1") == [0, 10, 20, 30], trial.name
+
+
+def test_run_packs_two_gpu_trials_on_four_logical_gpus(tmp_path: Path, env: dict[str, str]) -> None:
+    spec = _spec(
+        tmp_path,
+        "gpus",
+        """\
+        factors:
+          entropy_coeff: [0]
+        seeds: 4
+        budget: {max_steps: 15, eval_every: 5, save_every: 5}
+        objective: {metric: val-core/mini/reward/mean@1, mode: max}
+        resources: {gpus: 2, cpus: 0.5}
+        """,
+    )
+    out = tmp_path / "out"
+    result = _run(["run", str(spec), "--out", str(out), "--gpus", "4", "--cpus", "4"], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    store = SQLiteStore(out / "sweep.db")
+    spans = []
+    for trial in store.list_trials("gpus"):
+        (started,) = store.list_events(trial.id, kind="started")
+        (ended,) = store.list_events(trial.id, kind="completed")
+        gpus = started.data["gpus"]
+        assert len(gpus) == 2
+        spans.append((started.time, ended.time, set(gpus)))
+    for i, (start_a, end_a, gpus_a) in enumerate(spans):
+        running_with = [gpus_b for j, (start_b, end_b, gpus_b) in enumerate(spans) if j != i and start_b < end_a and start_a < end_b]
+        assert len(running_with) <= 1 or all(not (g & gpus_a) for g in running_with)
+        assert all(not (gpus_a & gpus_b) for gpus_b in running_with), spans
+    # With 4 GPUs and 2 per trial, some trials ran side by side, on disjoint GPUs.
+    assert any(s_b < e_a and s_a < e_b for i, (s_a, e_a, _) in enumerate(spans) for j, (s_b, e_b, _) in enumerate(spans) if i < j)
+
+
+def test_run_ctrl_c_stops_every_trainer_and_leaves_the_sweep_resumable(tmp_path: Path, env: dict[str, str]) -> None:
+    spec = _spec(
+        tmp_path,
+        "interrupt",
+        f"""\
+        factors:
+          lr_schedule: [{{type: constant, lr: {HEALTHY_LR}}}]
+        seeds: 2
+        budget: {{max_steps: 200, eval_every: 10, save_every: 10}}
+        objective: {{metric: val-core/mini/reward/mean@1, mode: max}}
+        pruning: {{collapse: null}}
+        """,
+    )
+    out = tmp_path / "out"
+    driver = subprocess.Popen([*ABLATE, "run", str(spec), "--out", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_step(out, 5, timeout=300)
+        driver.send_signal(signal.SIGINT)
+        stdout, stderr = driver.communicate(timeout=120)
+    finally:
+        driver.kill()
+    assert driver.returncode == 130, stderr[-3000:]
+    assert "resume with" in stdout
+    assert "Traceback" not in stderr
+    deadline = time.monotonic() + 30
+    while _trainers(out) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert _trainers(out) == []
+    assert {t.status for t in _trials(out).values()} == {"pending"}
