@@ -433,6 +433,8 @@ def run_sweep(
         poll_s: How often a trial reads its metrics file.
         on_start: Called with the store once trials are registered (e.g. to start a progress display).
     """
+    # Tune's console output is replaced by ablate's own progress view (the legacy reporter honours verbose=0).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import logging
 
     # Ray says at start-up that token authentication is on (good news, not an action item): keep the console quiet.

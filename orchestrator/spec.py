@@ -601,13 +601,18 @@ def load_spec(path: str | Path) -> SweepSpec:
     return parse_spec(data, source=str(path), base_dir=path.parent)
 
 
-def parse_spec(data: dict[str, Any], *, source: str = "<spec>", base_dir: Path | None = None) -> SweepSpec:
-    """Validate a spec given as a mapping; `base_dir` resolves relative paths. Raises `SpecError`."""
+def parse_spec(
+    data: dict[str, Any], *, source: str = "<spec>", base_dir: Path | None = None, resolve_base: bool = True
+) -> SweepSpec:
+    """Validate a spec given as a mapping; `base_dir` resolves relative paths. Raises `SpecError`.
+
+    `resolve_base=False` leaves `trainer.base` as written (for reading back a spec whose base is not needed).
+    """
     try:
         spec = SweepSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError("\n".join(f"{source}: {line}" for line in format_errors(exc))) from None
-    if spec.trainer.base is not None:
+    if spec.trainer.base is not None and resolve_base:
         base = spec.trainer.base
         if not base.is_absolute():
             base = ((base_dir or Path.cwd()) / base).resolve()

@@ -102,6 +102,15 @@ def test_run_stops_a_collapsing_trial_and_keeps_best_checkpoints(tmp_path: Path,
     status = _run(["status", str(out)], env)
     assert status.returncode == 0
     assert collapsed.stop_reason in status.stdout
+    # The report reads the same store: the recorded stop is the collapse, each trial's best checkpoint is named.
+    report = _run(["report", str(out), "--json"], env)
+    assert report.returncode == 0, report.stderr[-3000:]
+    summary = json.loads(report.stdout)
+    runs = {r["run"]: r for r in summary["runs"]}
+    assert runs[collapsed.name]["collapse"]["rule"] == collapsed.stop_reason.split(":", 1)[1]
+    assert runs[collapsed.name]["collapse"]["step"] == collapsed.collapse_step
+    assert set(summary["best_checkpoints"]) == set(trials)
+    assert (out / "report" / "report.html").is_file() and (out / "report" / "trials.csv").is_file()
 
 
 def test_run_asha_stops_a_weak_trial(tmp_path: Path, env: dict[str, str]) -> None:
