@@ -79,6 +79,8 @@ def _runs_from_store(sweep_dir: Path) -> tuple[Any, list[Any], dict[str, Any]]:
                 evidence=trial.stop_evidence,
             )
         stop_reason = trial.stop_reason if trial.status in ("completed", "stopped", "failed", "cancelled") else None
+        best = store.get_checkpoints(trial.id).get("best")
+        checkpoints[trial.name] = None if best is None else {"step": best.step, "path": str(best.path)}
         runs.append(
             RunInput(
                 run=trial.name,
@@ -88,10 +90,9 @@ def _runs_from_store(sweep_dir: Path) -> tuple[Any, list[Any], dict[str, Any]]:
                 stop_reason=stop_reason,
                 stop_step=trial.stop_step,
                 verdict=verdict,
+                checkpoint=None if best is None else str(best.path),
             )
         )
-        best = store.get_checkpoints(trial.id).get("best")
-        checkpoints[trial.name] = None if best is None else {"step": best.step, "path": str(best.path)}
     return spec, runs, checkpoints
 
 

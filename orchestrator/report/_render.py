@@ -275,6 +275,9 @@ def _runs_section(report: Report) -> list[_Block]:
         )
         for s in report.summaries
     )
+    if any(s.checkpoint for s in report.summaries):
+        headers = (*headers, "best checkpoint")
+        rows = tuple((*row, s.checkpoint or "–") for row, s in zip(rows, report.summaries))
     return [
         _Heading(2, "Runs"),
         _Para("The best checkpoint of each run is the one at its best step (the nearest saved one at or before it)."),
@@ -458,6 +461,7 @@ def trials_frame(report: Report) -> pd.DataFrame:
             collapse_fired_step=s.collapse.fired_step if s.collapse else None,
             last_healthy_eval=s.timeline.last_healthy_eval,
             dead_step=s.timeline.dead,
+            best_checkpoint=s.checkpoint,
         )
         row.update({f"at_best:{m}": v for m, v in s.metrics_at_best.items()})
         row.update({f"after:{m}": v for m, v in s.metrics_after.items()})

@@ -58,6 +58,7 @@ class RunInput:
             nothing was recorded (a log read from disk): the collapse rules then decide.
         stop_step: The step at which it was stopped, when recorded.
         verdict: The collapse verdict recorded when it was stopped; None to judge the history with the rules.
+        checkpoint: Where its best checkpoint was kept, when known (a sweep's store records it).
     """
 
     run: str
@@ -67,6 +68,7 @@ class RunInput:
     stop_reason: str | None = None
     stop_step: int | None = None
     verdict: Verdict | None = None
+    checkpoint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ class RunSummary:
         metrics_after: Each signal's mean over the steps from the onset on (empty without a collapse).
         timeline: Best, last healthy evaluation, onset, dead.
         n_evals: How many finite evaluations of the objective it logged.
+        checkpoint: Where its best checkpoint was kept, when known.
     """
 
     run: str
@@ -140,6 +143,7 @@ class RunSummary:
     metrics_after: Mapping[str, float]
     timeline: Timeline
     n_evals: int
+    checkpoint: str | None = None
 
     @property
     def collapsed(self) -> bool:
@@ -248,6 +252,7 @@ def summarize_run(
         metrics_after=_after_means(history, onset),
         timeline=_timeline(history, evals, best_step, onset),
         n_evals=len(evals),
+        checkpoint=run.checkpoint,
     )
 
 
