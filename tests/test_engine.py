@@ -64,7 +64,9 @@ def _steps_with(store: SQLiteStore, trial_id: str, key: str) -> list[int]:
     return [p.step for p in store.get_history(trial_id) if key in p.metrics]
 
 
-def test_run_stops_a_collapsing_trial_and_keeps_best_checkpoints(tmp_path: Path, env: dict[str, str]) -> None:
+def test_run_stops_a_collapsing_trial_and_keeps_best_checkpoints(
+    tmp_path: Path, env: dict[str, str], request: pytest.FixtureRequest
+) -> None:
     spec = _spec(
         tmp_path,
         "collapse",
@@ -111,6 +113,12 @@ def test_run_stops_a_collapsing_trial_and_keeps_best_checkpoints(tmp_path: Path,
     assert runs[collapsed.name]["collapse"]["step"] == collapsed.collapse_step
     assert set(summary["best_checkpoints"]) == set(trials)
     assert (out / "report" / "report.html").is_file() and (out / "report" / "trials.csv").is_file()
+    markdown = (out / "report" / "report.md").read_text()
+    assert "## Which factor prevents collapse, by how much" in markdown and "collapse rate" in markdown
+    # The HTML opens in headless Chromium with every plot decoded (skipped where Chromium is absent).
+    if Path("/usr/bin/chromium").exists():
+        sizes = request.getfixturevalue("decoded_image_sizes")(out / "report" / "report.html", tmp_path)
+        assert sizes and all(int(w) > 200 and int(h) > 200 for w, h in (s.split("x") for s in sizes)), sizes
 
 
 def test_run_asha_stops_a_weak_trial(tmp_path: Path, env: dict[str, str]) -> None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import re
-import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,15 +17,6 @@ pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent (install it with `apt-get install -y chromium`)"
 )
 
-# Appended to a copy of the report: after the page has loaded, write each image's decoded size into the DOM.
-PROBE = (
-    "<script>window.addEventListener('load', () => {"
-    "const p = document.createElement('pre'); p.id = 'decoded';"
-    "p.textContent = [...document.images].map(i => i.complete ? i.naturalWidth + 'x' + i.naturalHeight : 'pending').join(',');"
-    "document.body.appendChild(p);});</script>"
-)
-
-
 def _history(collapse_at: int | None, peak: float) -> list[Point]:
     points = []
     for step in range(1, 81):
@@ -36,21 +26,6 @@ def _history(collapse_at: int | None, peak: float) -> list[Point]:
             metrics[VAL] = min(peak, peak * step / 40) if alive else 0.0
         points.append(Point(step, metrics))
     return points
-
-
-def _decoded_sizes(html: Path, tmp_path: Path) -> list[str]:
-    """Load `html` with the probe in headless Chromium and return each image's `WIDTHxHEIGHT`."""
-    probe = tmp_path / f"probe-{html.name}"
-    probe.write_text(html.read_text().replace("</body>", PROBE + "</body>"))
-    argv = [
-        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chromium'}",
-        "--virtual-time-budget=5000", "--dump-dom", probe.as_uri(),
-    ]  # fmt: skip
-    dom = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True).stdout
-    match = re.search(r'<pre id="decoded">([^<]*)</pre>', dom)
-    assert match, dom[-2000:]
-    return match.group(1).split(",")
 
 
 @pytest.fixture(scope="module")
@@ -64,20 +39,20 @@ def report_html(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return files.html
 
 
-def test_report_html_images_decode_in_chromium(report_html: Path, tmp_path: Path) -> None:
+def test_report_html_images_decode_in_chromium(report_html: Path, tmp_path: Path, decoded_image_sizes: Callable[[Path, Path], list[str]]) -> None:
     text = report_html.read_text()
     n_images = text.count('src="data:image/png;base64,')
     assert n_images == 4 and "<img" in text and 'src="file:' not in text  # self-contained
-    sizes = _decoded_sizes(report_html, tmp_path)
+    sizes = decoded_image_sizes(report_html, tmp_path)
     assert len(sizes) == n_images
     for size in sizes:
         width, height = map(int, size.split("x"))
         assert width > 200 and height > 200, sizes
 
 
-def test_report_html_probe_sees_a_broken_image(report_html: Path, tmp_path: Path) -> None:
+def test_report_html_probe_sees_a_broken_image(report_html: Path, tmp_path: Path, decoded_image_sizes: Callable[[Path, Path], list[str]]) -> None:
     # The check can fail: an image whose data is corrupt decodes to 0x0.
     broken = tmp_path / "broken.html"
     broken.write_text(report_html.read_text().replace("base64,iVBOR", "base64,AAAA", 1))
-    sizes = _decoded_sizes(broken, tmp_path)
+    sizes = decoded_image_sizes(broken, tmp_path)
     assert sizes[0] == "0x0" and all(s != "0x0" for s in sizes[1:])
