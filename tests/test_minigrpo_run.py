@@ -210,6 +210,33 @@ def test_warm_start_is_cached_per_task_seed(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_warm_start_wrong_answers_replace_only_the_answer_digit() -> None:
+    from orchestrator.minigrpo.task import EOS, EQ, make_targets
+    from orchestrator.minigrpo.warmstart import _corrupt_answers
+
+    prompts = make_prompts(TaskSpec(), 4000, torch.Generator().manual_seed(0))
+    chain_lengths = prompts.n_digits - 1 - torch.randint(0, 2, (len(prompts),), generator=torch.Generator())
+    targets = make_targets(prompts, chain_lengths, 12)
+    corrupted = _corrupt_answers(targets, chain_lengths, 0.25, torch.Generator().manual_seed(1))
+    rows = torch.arange(len(prompts))
+    changed = (corrupted != targets).any(dim=1)
+    assert 0.22 < changed.float().mean() < 0.28
+    assert torch.equal((corrupted != targets).sum(dim=1)[changed], torch.ones(int(changed.sum()), dtype=torch.long))
+    answer = corrupted[rows, chain_lengths + 1]
+    assert torch.equal(answer[~changed], prompts.answers[~changed])
+    assert bool((answer[changed] != prompts.answers[changed]).all()) and int(answer.max()) <= 9
+    assert bool((corrupted[rows, chain_lengths] == EQ).all()) and bool((corrupted[rows, chain_lengths + 2] == EOS).all())
+
+
+def test_warm_start_cache_key_depends_on_wrong_answer_frac() -> None:
+    from orchestrator.minigrpo.model import ModelSpec
+    from orchestrator.minigrpo.warmstart import cache_key
+
+    task, model = TaskSpec(), ModelSpec(vocab_size=14, max_positions=22)
+    keys = {cache_key(task, model, WarmStartSpec(wrong_answer_frac=frac), 5000) for frac in (0.0, 0.15, 0.2)}
+    assert len(keys) == 3
+
+
 def _cli(tmp_path: Path, cache: Path, name: str, overrides: list[str]) -> subprocess.Popen[str]:
     env = dict(os.environ, ABLATE_CACHE_DIR=str(cache), VERL_FILE_LOGGER_PATH=str(tmp_path / f"{name}.jsonl"),
                PYTHONPATH=str(ROOT))

@@ -215,6 +215,7 @@ _RULES: dict[str, _Rule] = {
     "mini.warm_start.lr": _NONNEG,
     "mini.warm_start.warmup_steps": _Rule("int", minimum=0),
     "mini.warm_start.full_chain_frac": _Rule("number", minimum=0.0, maximum=1.0),
+    "mini.warm_start.wrong_answer_frac": _Rule("number", minimum=0.0, maximum=1.0),
 }
 
 

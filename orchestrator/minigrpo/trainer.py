@@ -169,6 +169,7 @@ def _warm_spec(cfg: DictConfig) -> WarmStartSpec:
         lr=float(warm.lr),
         warmup_steps=warm.warmup_steps,
         full_chain_frac=float(warm.full_chain_frac),
+        wrong_answer_frac=float(warm.wrong_answer_frac),
         seed=cfg.mini.task.seed,
     )
 

@@ -1,7 +1,8 @@
 """The supervised warm start: a partly competent policy for GRPO to start from, cached per task and model.
 
-Targets are correct responses; `full_chain_frac` of them write the whole chain of running sums and the rest cut it
-at a uniform point, so the model also learns to answer early (and then often wrongly). The result depends only on
+Targets are well-formed responses; `full_chain_frac` of them write the whole chain of running sums and the rest cut it
+at a uniform point, so the model also learns to answer early (and then often wrongly); `wrong_answer_frac` of them
+get a wrong answer digit, so the policy starts out answering wrongly part of the time. The result depends only on
 the task, model and warm-start settings, never on the trial seed, so every trial of a sweep shares one file:
 `<cache>/warmstart-<hash>.pt`, written atomically under a file lock because several trials start at once.
 """
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from filelock import FileLock
 
 from orchestrator.minigrpo.model import ModelSpec, TinyTransformer
-from orchestrator.minigrpo.task import PAD, Prompts, TaskSpec, make_targets
+from orchestrator.minigrpo.task import N_DIGITS, PAD, Prompts, TaskSpec, make_targets
 
 FORMAT_VERSION = 2
 
@@ -36,6 +37,8 @@ class WarmStartSpec:
         lr: Peak AdamW learning rate (cosine to 0 after a linear warmup).
         warmup_steps: Linear warmup length.
         full_chain_frac: Share of targets with the whole chain.
+        wrong_answer_frac: Share of targets whose answer digit is replaced by a wrong one, so that the policy
+            starts out answering wrongly part of the time and GRPO has correctness to gain.
         seed: Task seed: initial weights, batches and chain cuts.
     """
 
@@ -44,13 +47,17 @@ class WarmStartSpec:
     lr: float = 3e-3
     warmup_steps: int = 50
     full_chain_frac: float = 0.7
+    wrong_answer_frac: float = 0.0
     seed: int = 0
 
 
 def cache_key(task: TaskSpec, model: ModelSpec, warm: WarmStartSpec, n_train_prompts: int) -> str:
     """Return a short hash of everything the warm-started weights depend on."""
+    warm_fields = asdict(warm)
+    if not warm.wrong_answer_frac:
+        del warm_fields["wrong_answer_frac"]  # keeps the keys of caches written before this setting existed
     blob = json.dumps(
-        {"v": FORMAT_VERSION, "task": asdict(task), "model": asdict(model), "warm": asdict(warm), "n": n_train_prompts},
+        {"v": FORMAT_VERSION, "task": asdict(task), "model": asdict(model), "warm": warm_fields, "n": n_train_prompts},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -94,7 +101,10 @@ def train(task: TaskSpec, model_spec: ModelSpec, warm: WarmStartSpec, prompts: P
         for group in optimizer.param_groups:
             group["lr"] = warm.lr * _warm_lr_ratio(step, warm)
         batch = prompts.select(torch.randint(0, len(prompts), (warm.batch_size,), generator=generator))
-        targets = make_targets(batch, _chain_lengths(batch, warm.full_chain_frac, generator), task.max_response_length)
+        chain_lengths = _chain_lengths(batch, warm.full_chain_frac, generator)
+        targets = make_targets(batch, chain_lengths, task.max_response_length)
+        if warm.wrong_answer_frac > 0:
+            targets = _corrupt_answers(targets, chain_lengths, warm.wrong_answer_frac, generator)
         loss = _teacher_forced_loss(model, batch.tokens, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -115,6 +125,19 @@ def _chain_lengths(batch: Prompts, full_chain_frac: float, generator: torch.Gene
     cut = (torch.rand(len(batch), generator=generator) * full).long()
     keep_full = torch.rand(len(batch), generator=generator) < full_chain_frac
     return torch.where(keep_full, full, cut)
+
+
+def _corrupt_answers(
+    targets: torch.Tensor, chain_lengths: torch.Tensor, frac: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Replace the answer digit of a `frac` share of `targets` by a uniformly drawn wrong digit."""
+    rows = torch.arange(targets.shape[0])
+    answers = targets[rows, chain_lengths + 1]
+    shift = torch.randint(1, N_DIGITS, answers.shape, generator=generator)
+    wrong = torch.rand(answers.shape, generator=generator) < frac
+    corrupted = targets.clone()
+    corrupted[rows, chain_lengths + 1] = torch.where(wrong, (answers + shift) % N_DIGITS, answers)
+    return corrupted
 
 
 def _teacher_forced_loss(model: TinyTransformer, prompts: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
