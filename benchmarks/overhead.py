@@ -1,10 +1,10 @@
 """Orchestration overhead: the same N short trials through `ablate run` vs a bare Ray Tune script.
 
-Usage: python benchmarks/overhead.py [--trials 6] [--steps 30] [--repeats 3]  -> benchmarks/results/overhead.md
+Usage: python benchmarks/overhead.py [--trials 6] [--steps 30 100] [--repeats 3]  -> benchmarks/results/overhead.md
 
 Both sides run the same trainer commands (the miniature trainer, argv from ablate's own builder) on a fresh local
 Ray cluster, one CPU per trial. The bare script only launches each subprocess from a Tune function trainable and
-waits for it; `ablate run` also validates the trials, tails every metrics file into the SQLite store, runs the
+waits for it (worker processes reused across trials, as ablate does); `ablate run` also validates the trials, tails every metrics file into the SQLite store, runs the
 collapse rules on every step, keeps the best checkpoints and reports to Tune. Wall time is from process start to
 exit, Ray start-up included; the two sides alternate so that background load hits both alike.
 Target (the engine issue): ratio <= 1.10.
@@ -48,6 +48,7 @@ BARE = textwrap.dedent(
     tuner = tune.Tuner(
         tune.with_resources(launch, {"cpu": 1}),
         param_space={"i": tune.grid_search(list(range(len(commands))))},
+        tune_config=tune.TuneConfig(reuse_actors=True),  # as ablate does
         run_config=tune.RunConfig(storage_path=sys.argv[2], verbose=0),
     )
     results = tuner.fit()
@@ -101,43 +102,47 @@ def _timed(args: list[str], env: dict[str, str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=6)
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, nargs="+", default=[30, 100])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ablate-overhead-"))
     env = {**os.environ, "ABLATE_CACHE_DIR": str(work / "cache")}
-    spec = work / "overhead.yaml"
-    _spec(spec, args.trials, args.steps)
-    # Warm the miniature's warm-start cache once, so that neither side pays for it.
-    warm = _commands(spec, work / "warm")[0]
-    subprocess.run(warm["argv"], env={**env, **warm["env"]}, check=True, capture_output=True)  # type: ignore[arg-type]
-    ablate_times, bare_times = [], []
-    for repeat in range(args.repeats):
-        sweep_dir = work / f"ablate-{repeat}"
-        ablate_times.append(
-            _timed([sys.executable, "-c", "from orchestrator.cli import main; main()", "run", str(spec), "--out", str(sweep_dir)], env)
+    rows = []
+    for steps in args.steps:
+        spec = work / f"overhead-{steps}.yaml"
+        _spec(spec, args.trials, steps)
+        # Warm the miniature's warm-start cache once, so that neither side pays for it.
+        warm = _commands(spec, work / "warm")[0]
+        subprocess.run(warm["argv"], env={**env, **warm["env"]}, check=True, capture_output=True)  # type: ignore[arg-type]
+        ablate_times, bare_times = [], []
+        for repeat in range(args.repeats):
+            sweep_dir = work / f"ablate-{steps}-{repeat}"
+            ablate_times.append(
+                _timed([sys.executable, "-c", "from orchestrator.cli import main; main()", "run", str(spec), "--out", str(sweep_dir)], env)
+            )
+            bare_dir = work / f"bare-{steps}-{repeat}"
+            commands = work / f"commands-{steps}-{repeat}.json"
+            commands.write_text(json.dumps(_commands(spec, bare_dir)))
+            script = work / "bare.py"
+            script.write_text(BARE)
+            bare_times.append(_timed([sys.executable, str(script), str(commands), str(bare_dir / "tune")], env))
+        ratio = statistics.median(ablate_times) / statistics.median(bare_times)
+        rows.append(
+            f"| {steps} | {', '.join(f'{t:.1f}' for t in ablate_times)} | {', '.join(f'{t:.1f}' for t in bare_times)} "
+            f"| {statistics.median(ablate_times):.1f} | {statistics.median(bare_times):.1f} | **{ratio:.3f}** |"
         )
-        bare_dir = work / f"bare-{repeat}"
-        commands = work / f"commands-{repeat}.json"
-        commands.write_text(json.dumps(_commands(spec, bare_dir)))
-        script = work / "bare.py"
-        script.write_text(BARE)
-        bare_times.append(_timed([sys.executable, str(script), str(commands), str(bare_dir / "tune")], env))
-    ratio = statistics.median(ablate_times) / statistics.median(bare_times)
     lines = [
         "# Orchestration overhead: `ablate run` vs a bare Ray Tune script",
         "",
-        f"Command: `python benchmarks/overhead.py --trials {args.trials} --steps {args.steps} --repeats {args.repeats}`",
+        f"Command: `python benchmarks/overhead.py --trials {args.trials} --steps {' '.join(map(str, args.steps))} "
+        f"--repeats {args.repeats}`",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. {args.trials} "
-        f"miniature trials of {args.steps} steps (eval and checkpoint every 10), one CPU each, on a fresh local Ray "
-        "cluster per run; wall time from process start to exit, the two sides alternating.",
+        "miniature trials per run (eval and checkpoint every 10 steps), one CPU each, on a fresh local Ray cluster per "
+        "run; wall time from process start to exit, the two sides alternating. Target: ratio <= 1.10.",
         "",
-        "| side | runs (s) | median s |",
-        "| --- | --- | ---: |",
-        f"| `ablate run` | {', '.join(f'{t:.1f}' for t in ablate_times)} | {statistics.median(ablate_times):.1f} |",
-        f"| bare Tune script | {', '.join(f'{t:.1f}' for t in bare_times)} | {statistics.median(bare_times):.1f} |",
-        "",
-        f"Ratio (median ablate / median bare): **{ratio:.3f}** (target <= 1.10).",
+        "| steps per trial | `ablate run` runs (s) | bare Tune runs (s) | ablate median s | bare median s | ratio |",
+        "| ---: | --- | --- | ---: | ---: | ---: |",
+        *rows,
     ]
     out = ROOT / "benchmarks" / "results" / "overhead.md"
     out.write_text("\n".join(lines) + "\n")

@@ -175,6 +175,7 @@ class TrialRun:
             launcher.stop(handle)
             if self._wandb is not None:
                 self._wandb.finish()
+            self._store.close()
 
     # ---- following the trainer -------------------------------------------------------------------------------
 
@@ -188,7 +189,8 @@ class TrialRun:
                 self._sweep_checkpoints(keeper)
                 return self._stop_for_collapse(verdict)
             if not state.status.done:
-                time.sleep(self._settings.poll_s)
+                # Wait for the next read, waking at once if the trainer exits meanwhile.
+                launcher.wait(handle, timeout_s=self._settings.poll_s)
                 continue
             # The trainer has exited: read what it wrote last, then judge how it ended.
             verdict = self._take(tail.poll(), keeper)
@@ -491,7 +493,7 @@ def run_sweep(
                 scheduler=scheduler,
                 num_samples=1,
                 max_concurrent_trials=spec.execution.max_concurrent_trials,
-                reuse_actors=False,
+                reuse_actors=True,  # a trial's worker process serves the next trial: no process start per trial
             ),
             run_config=tune.RunConfig(
                 name=EXPERIMENT,

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator, TensorEvent
-from tensorboard.util import tensor_util
+from typing import Any
 
 from orchestrator.history import Point
 from orchestrator.readers._run import Run, run_name
@@ -26,6 +24,9 @@ def read_tensorboard(path: Path) -> Run:
     Args:
         path: An event file or a folder holding event files.
     """
+    # Imported here: TensorBoard takes a few hundred ms to import, and live trials never read event files.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     accumulator = EventAccumulator(str(path), size_guidance=_KEEP_ALL)
     accumulator.Reload()
     tags = accumulator.Tags()
@@ -40,7 +41,9 @@ def read_tensorboard(path: Path) -> Run:
     return Run(run_name(path), points, 0, "tensorboard", path)
 
 
-def _tensor_scalars(events: Iterable[TensorEvent]) -> Iterator[tuple[int, float]]:
+def _tensor_scalars(events: Iterable[Any]) -> Iterator[tuple[int, float]]:
+    from tensorboard.util import tensor_util
+
     for event in events:
         array = tensor_util.make_ndarray(event.tensor_proto)
         # Only single numbers are scalars; histograms and text are not metrics.
