@@ -88,14 +88,22 @@ class VerlTrainer:
         base_cfg, base_errors = checker.apply(checker.pristine(), common)
         # verl's own checks look at the training settings, not at seeds, names or paths: run them once per
         # distinct setting; every trial's own values are still applied and type-checked.
+        # Trials of one point differ only in those per-trial values: they share one copy of the composed config,
+        # on which each trial's lines are applied in turn (the same keys, so each application overwrites the last).
         verdicts: dict[tuple[str, ...], list[str]] = {}
+        configs: dict[tuple[str, ...], Any] = {}
         for trial_id, lines in lines_by_trial.items():
             own = [line for line in lines if line not in common]
             if any(_is_group_override(line) for line in lines):
                 results[trial_id] = checker.check_full(lines)
                 continue
-            cfg, errors = checker.apply(copy.deepcopy(base_cfg), own)
             settings = tuple(line for line in lines if line.split("=", 1)[0].lstrip("+") not in _PER_TRIAL_KEYS)
+            if settings not in configs:
+                configs[settings] = copy.deepcopy(base_cfg)
+            else:
+                # The point's first trial has added its `+key`s already: later trials overwrite them (`++key`).
+                own = [f"+{line}" if line.startswith("+") and not line.startswith("++") else line for line in own]
+            cfg, errors = checker.apply(configs[settings], own)
             if settings not in verdicts:
                 verdicts[settings] = checker.check_config(cfg, lines)
             results[trial_id] = base_errors + errors + checker.check_types(lines) + verdicts[settings]
