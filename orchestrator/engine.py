@@ -151,6 +151,7 @@ class TrialRun:
         record = self._record
         # A trial that already ended (a restored experiment re-running it) is not run again.
         if record.status in TERMINAL and record.stop_reason != "failed":
+            self._store.close()
             return record.stop_reason or record.status
         attempt = record.attempts
         self._store.set_trial_attempts(record.id, attempt + 1)
@@ -168,8 +169,8 @@ class TrialRun:
             attempt=attempt,
             data={"pgid": launcher.pgid(handle), "gpus": list(self._gpus or []), "argv": list(command.argv)},
         )
-        self._open_wandb(trial)
         try:
+            self._open_wandb(trial)
             return self._follow(launcher, handle, ctx, keeper, attempt)
         finally:
             launcher.stop(handle)
