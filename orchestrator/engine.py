@@ -449,12 +449,6 @@ def run_sweep(
 
     store, trials = prepare_sweep(spec, spec_text, sweep_dir)
     settings = SweepSettings.from_spec(spec, sweep_dir, poll_s=poll_s)
-    pending = [t.id for t in trials if store.get_trial(t.id).status not in TERMINAL]
-    for trial_id in pending:
-        store.set_trial_status(trial_id, "queued")
-    store.set_sweep_status(spec.name, "running")
-    if on_start is not None:
-        on_start(store)
     if not ray.is_initialized():
         ray.init(
             address=address,
@@ -464,6 +458,13 @@ def run_sweep(
             log_to_driver=False,
             logging_level=logging.WARNING,
         )
+    _check_capacity(spec, ray.cluster_resources())
+    pending = [t.id for t in trials if store.get_trial(t.id).status not in TERMINAL]
+    for trial_id in pending:
+        store.set_trial_status(trial_id, "queued")
+    store.set_sweep_status(spec.name, "running")
+    if on_start is not None:
+        on_start(store)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, settings=settings),
         {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus * spec.resources.nodes},
@@ -512,6 +513,26 @@ def run_sweep(
     finally:
         interrupted = _settle(store, spec.name, settings, interrupted or callback.interrupted)
     return SweepOutcome(sweep_dir=sweep_dir, counts=store.summary(spec.name), interrupted=interrupted)
+
+
+def _check_capacity(spec: SweepSpec, available: dict[str, float]) -> None:
+    """Refuse a sweep whose single trial cannot fit the cluster: it would wait forever."""
+    need_gpus = spec.resources.gpus * spec.resources.nodes
+    if spec.resources.nodes > 1:
+        raise AblateError(
+            f"resources.nodes is {spec.resources.nodes}: multi-node trials run on Slurm (`cluster: slurm`); "
+            "on a Ray cluster each trial runs on one node"
+        )
+    if need_gpus > available.get("GPU", 0):
+        raise AblateError(
+            f"each trial needs {need_gpus} GPU(s) (resources.gpus) but the Ray cluster has "
+            f"{available.get('GPU', 0):g}; use a GPU cluster (--address), or declare logical GPUs with --gpus"
+        )
+    if spec.resources.cpus > available.get("CPU", 0):
+        raise AblateError(
+            f"each trial needs {spec.resources.cpus:g} CPU(s) (resources.cpus) but the Ray cluster has "
+            f"{available.get('CPU', 0):g}; lower resources.cpus or use --cpus / a larger cluster"
+        )
 
 
 def _settle(store: SQLiteStore, sweep_id: str, settings: SweepSettings, interrupted: bool) -> bool:

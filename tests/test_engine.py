@@ -312,3 +312,26 @@ def test_run_ctrl_c_stops_every_trainer_and_leaves_the_sweep_resumable(tmp_path:
         time.sleep(1)
     assert _trainers(out) == []
     assert {t.status for t in _trials(out).values()} == {"pending"}
+
+
+def test_run_refuses_a_trial_the_cluster_cannot_hold(tmp_path: Path, env: dict[str, str]) -> None:
+    spec = _spec(
+        tmp_path,
+        "toobig",
+        """\
+        factors:
+          entropy_coeff: [0]
+        budget: {max_steps: 10, eval_every: 5, save_every: 5}
+        resources: {gpus: 2}
+        """,
+    )
+    out = tmp_path / "out"
+    result = _run(["run", str(spec), "--out", str(out), "--cpus", "2"], env, timeout=300)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: each trial needs 2 GPU(s) (resources.gpus) but the Ray cluster has 0; use a GPU cluster (--address), "
+        "or declare logical GPUs with --gpus"
+    ]
+    assert "Traceback" not in result.stderr
+    assert {t.status for t in _trials(out).values()} == {"pending"}  # nothing launched
