@@ -98,3 +98,14 @@ def test_plan_console_script_exit_codes_without_traceback(tmp_path: Path) -> Non
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "`actor_rollout_ref.actor.optim.lrr`: not a key of verl's config" in proc.stderr
+
+
+def test_cli_help_shows_every_command_and_its_defaults() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("plan", "run", "status", "report", "analyze"):
+        assert command in result.stdout
+    # Defaults are written in parentheses: square brackets would be eaten as rich markup.
+    run_help = " ".join(runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).stdout.split())
+    assert "(default: runs/<name>)" in run_help
+    assert "(default: start a local one)" in run_help

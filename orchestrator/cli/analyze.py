@@ -43,7 +43,7 @@ def analyze(
         None, "--labels", help="YAML or CSV mapping each run (path or name) to its factor levels and `seed`."
     ),
     objective: str = typer.Option(
-        None, "--objective", help="The metric runs are judged by [default: the first val-core/.../mean@N, else val/test_score/..., else critic/score/mean]."
+        None, "--objective", help="The metric runs are judged by (default: the first val-core/.../mean@N, else val/test_score/..., else critic/score/mean)."
     ),
     mode: _Mode = typer.Option(_Mode.max, "--mode", help="Whether a higher (max) or lower (min) objective is better."),
     out: Path = typer.Option(Path("ablate-report"), "--out", help="Folder for report.md, report.html, PNGs, trials.csv, summary.json."),

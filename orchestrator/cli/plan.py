@@ -13,9 +13,9 @@ from orchestrator.cli import _console
 def plan(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="The sweep spec (YAML)."),
     json_out: bool = typer.Option(False, "--json", help="Print the trials as JSON: id, name, factors, seed, argv."),
-    out: Path = typer.Option(None, "--out", help="Sweep directory the argv points at [default: runs/<name>]."),
+    out: Path = typer.Option(None, "--out", help="Sweep directory the argv points at (default: runs/<name>)."),
     hours_per_trial: float = typer.Option(
-        None, "--hours-per-trial", min=0, help="Estimated hours per trial for the GPU-hours total [default: the spec's budget.hours_per_trial]."
+        None, "--hours-per-trial", min=0, help="Estimated hours per trial for the GPU-hours total (default: the spec's budget.hours_per_trial)."
     ),
     validate: bool = typer.Option(True, "--validate/--no-validate", help="Check every trial against the trainer's config."),
 ) -> None:

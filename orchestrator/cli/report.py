@@ -11,8 +11,8 @@ from orchestrator.cli import _console
 
 
 def report(
-    sweep_dir: Path = typer.Argument(None, metavar="[SWEEP_DIR]", help="A sweep directory [default: the only one under runs/]."),
-    out: Path = typer.Option(None, "--out", help="Where the report goes [default: <SWEEP_DIR>/report]."),
+    sweep_dir: Path = typer.Argument(None, metavar="SWEEP_DIR", help="A sweep directory (default: the only one under runs/)."),
+    out: Path = typer.Option(None, "--out", help="Where the report goes (default: <SWEEP_DIR>/report)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report's summary as JSON."),
 ) -> None:
     """Write the sweep's report: effects per factor with intervals, collapse rates, survival, best checkpoints."""

@@ -14,10 +14,10 @@ from orchestrator.cli import _console
 
 def run(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="The sweep spec (YAML)."),
-    out: Path = typer.Option(None, "--out", help="The sweep directory [default: runs/<name>]. An existing one resumes."),
-    address: str = typer.Option(None, "--address", envvar="RAY_ADDRESS", help="An existing Ray cluster [default: start a local one]."),
-    cpus: int = typer.Option(None, "--cpus", min=1, help="CPUs of the local Ray cluster [default: all]."),
-    gpus: int = typer.Option(None, "--gpus", min=0, help="GPUs of the local Ray cluster (may be logical) [default: detected]."),
+    out: Path = typer.Option(None, "--out", help="The sweep directory (default: runs/<name>). An existing one resumes."),
+    address: str = typer.Option(None, "--address", envvar="RAY_ADDRESS", help="An existing Ray cluster (default: start a local one)."),
+    cpus: int = typer.Option(None, "--cpus", min=1, help="CPUs of the local Ray cluster (default: all)."),
+    gpus: int = typer.Option(None, "--gpus", min=0, help="GPUs of the local Ray cluster, may be logical (default: detected)."),
     validate: bool = typer.Option(True, "--validate/--no-validate", help="Check every trial against the trainer's config first."),
 ) -> None:
     """Run every trial of a sweep; stop collapsing trials; keep each trial's best checkpoint.

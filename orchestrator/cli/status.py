@@ -11,7 +11,7 @@ from orchestrator.cli import _console
 
 
 def status(
-    sweep_dir: Path = typer.Argument(None, metavar="[SWEEP_DIR]", help="A sweep directory [default: the only one under runs/]."),
+    sweep_dir: Path = typer.Argument(None, metavar="SWEEP_DIR", help="A sweep directory (default: the only one under runs/)."),
     json_out: bool = typer.Option(False, "--json", help="Print the trials as JSON."),
 ) -> None:
     """Show every trial of a sweep: status, step, best score and step, and why it stopped."""
