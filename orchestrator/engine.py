@@ -518,6 +518,8 @@ def run_sweep(
 def _check_capacity(spec: SweepSpec, available: dict[str, float]) -> None:
     """Refuse a sweep whose single trial cannot fit the cluster: it would wait forever."""
     need_gpus = spec.resources.gpus * spec.resources.nodes
+    if spec.cluster != "local":
+        raise AblateError("`cluster: slurm`: this version of `ablate run` runs trials on Ray only; use `cluster: local`")
     if spec.resources.nodes > 1:
         raise AblateError(
             f"resources.nodes is {spec.resources.nodes}: multi-node trials run on Slurm (`cluster: slurm`); "
