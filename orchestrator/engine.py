@@ -447,6 +447,7 @@ def run_sweep(
     from ray import tune
     from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 
+    _check_runs_on_ray(spec)
     store, trials = prepare_sweep(spec, spec_text, sweep_dir)
     settings = SweepSettings.from_spec(spec, sweep_dir, poll_s=poll_s)
     if not ray.is_initialized():
@@ -515,16 +516,20 @@ def run_sweep(
     return SweepOutcome(sweep_dir=sweep_dir, counts=store.summary(spec.name), interrupted=interrupted)
 
 
-def _check_capacity(spec: SweepSpec, available: dict[str, float]) -> None:
-    """Refuse a sweep whose single trial cannot fit the cluster: it would wait forever."""
-    need_gpus = spec.resources.gpus * spec.resources.nodes
+def _check_runs_on_ray(spec: SweepSpec) -> None:
+    """Refuse, before starting Ray, a spec that `ablate run` cannot run on a Ray cluster."""
     if spec.cluster != "local":
         raise AblateError("`cluster: slurm`: this version of `ablate run` runs trials on Ray only; use `cluster: local`")
     if spec.resources.nodes > 1:
         raise AblateError(
-            f"resources.nodes is {spec.resources.nodes}: multi-node trials run on Slurm (`cluster: slurm`); "
-            "on a Ray cluster each trial runs on one node"
+            f"resources.nodes is {spec.resources.nodes}: on a Ray cluster each trial runs on one node; "
+            "multi-node trials need Slurm"
         )
+
+
+def _check_capacity(spec: SweepSpec, available: dict[str, float]) -> None:
+    """Refuse a sweep whose single trial cannot fit the cluster: it would wait forever."""
+    need_gpus = spec.resources.gpus * spec.resources.nodes
     if need_gpus > available.get("GPU", 0):
         raise AblateError(
             f"each trial needs {need_gpus} GPU(s) (resources.gpus) but the Ray cluster has "

@@ -335,3 +335,20 @@ def test_run_refuses_a_trial_the_cluster_cannot_hold(tmp_path: Path, env: dict[s
     ]
     assert "Traceback" not in result.stderr
     assert {t.status for t in _trials(out).values()} == {"pending"}  # nothing launched
+
+
+def test_run_refuses_a_slurm_spec_before_starting_anything(tmp_path: Path, env: dict[str, str]) -> None:
+    spec = _spec(
+        tmp_path,
+        "slurm",
+        """\
+        factors:
+          entropy_coeff: [0]
+        budget: {max_steps: 10, eval_every: 5, save_every: 5}
+        cluster: {slurm: {partition: gpu}}
+        """,
+    )
+    result = _run(["run", str(spec), "--out", str(tmp_path / "out")], env, timeout=120)
+    assert result.returncode == 2
+    assert "error: `cluster: slurm`: this version of `ablate run` runs trials on Ray only" in result.stderr
+    assert not (tmp_path / "out").exists()
