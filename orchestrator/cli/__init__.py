@@ -7,6 +7,7 @@ import typer
 from orchestrator.cli import _console
 from orchestrator.cli.analyze import analyze
 from orchestrator.cli.plan import plan
+from orchestrator.cli.replay import replay
 from orchestrator.cli.report import report
 from orchestrator.cli.run import run
 from orchestrator.cli.status import status
@@ -34,6 +35,7 @@ app.command(name="run")(run)
 app.command(name="status")(status)
 app.command(name="report")(report)
 app.command(name="analyze")(analyze)
+app.command(name="replay")(replay)
 
 
 def main() -> None:
