@@ -11,7 +11,6 @@ Ray is imported inside the functions that need it: this module is the one adapte
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
@@ -546,7 +545,7 @@ def _settle(store: SQLiteStore, sweep_id: str, settings: SweepSettings, interrup
     """After Tune returns: kill leftovers, keep every trial's best checkpoint, mark what did not finish."""
     unfinished = False
     for record in store.list_trials(sweep_id):
-        _kill_leftovers(store, record.id)
+        _kill_leftovers(store, record.id, settings.workdir(record.name))
         _final_checkpoints(store, settings, record)
         if record.status not in TERMINAL:
             unfinished = True
@@ -557,18 +556,30 @@ def _settle(store: SQLiteStore, sweep_id: str, settings: SweepSettings, interrup
     return interrupted or unfinished
 
 
-def _kill_leftovers(store: SQLiteStore, trial_id: str) -> None:
-    """Kill a trainer process group a dead trial worker left behind (belt and braces: the guard does it too)."""
+def _kill_leftovers(store: SQLiteStore, trial_id: str, workdir: Path) -> None:
+    """Kill a trainer process group a dead trial worker left behind (belt and braces: the guard does it too).
+
+    A recorded process group id may have been reused since, by anything: a group is killed only while its leader
+    is still this trial's guard (its command line runs the guard on a trainer writing into `workdir`).
+    """
     import signal
 
     for event in store.list_events(trial_id, kind="started"):
         pgid = event.data.get("pgid")
-        if not pgid:
+        if not pgid or not _is_guard_of(int(pgid), workdir):
             continue
         try:
             os.killpg(int(pgid), signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             continue
+
+
+def _is_guard_of(pid: int, workdir: Path) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return "_guard.py" in cmdline and str(workdir.absolute()) in cmdline
 
 
 def _final_checkpoints(store: SQLiteStore, settings: SweepSettings, record: Any) -> None:
@@ -677,9 +688,3 @@ def progress_thread(store_path: Path, sweep_id: str, render: Callable[[list[dict
     thread = threading.Thread(target=loop, name="ablate-progress", daemon=True)
     thread.start()
     return thread
-
-
-def dumps(rows: Any) -> str:
-    """Return rows as indented JSON."""
-    return json.dumps(rows, indent=2, default=str)
-

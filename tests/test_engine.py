@@ -352,3 +352,25 @@ def test_run_refuses_a_slurm_spec_before_starting_anything(tmp_path: Path, env: 
     assert result.returncode == 2
     assert "error: `cluster: slurm`: this version of `ablate run` runs trials on Ray only" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_leftover_check_recognises_only_this_trials_guard(tmp_path: Path) -> None:
+    """A recorded process group is killed only while its leader is still the trial's guard (ids get reused)."""
+    from orchestrator.engine import _is_guard_of
+    from orchestrator.launchers import LocalLauncher
+    from orchestrator.trainers import Command
+
+    workdir = tmp_path / "trials" / "t"
+    launcher = LocalLauncher(grace_s=1.0)
+    handle = launcher.start(
+        Command(argv=(sys.executable, "-c", "import time; time.sleep(60)", f"trainer.default_local_dir={workdir}/checkpoints")),
+        workdir,
+    )
+    try:
+        pgid = launcher.pgid(handle)
+        assert _is_guard_of(pgid, workdir)
+        assert not _is_guard_of(pgid, tmp_path / "trials" / "other")
+        assert not _is_guard_of(os.getpid(), workdir)
+    finally:
+        launcher.stop(handle)
+    assert not _is_guard_of(pgid, workdir)

@@ -73,7 +73,7 @@ def plan(
             ]
         )
     else:
-        _print_plan(spec, trials, problems, validate, hours_per_trial)
+        _print_plan(spec, trials, problems, n_bad, validate, hours_per_trial)
     for t in trials:
         for problem in problems[t.id]:
             _console.err.print(f"[bold red]error:[/] {spec_path}: trial {t.name} ({t.id}): {problem}", highlight=False)
@@ -81,7 +81,7 @@ def plan(
         raise typer.Exit(2)
 
 
-def _print_plan(spec, trials, problems, validated: bool, hours_per_trial: float | None) -> None:  # noqa: ANN001
+def _print_plan(spec, trials, problems, n_bad: int, validated: bool, hours_per_trial: float | None) -> None:  # noqa: ANN001
     from orchestrator.design import factor_short_name
     factor_names = list(spec.factors)
     table = Table(title=f"{spec.name}: {len(trials)} trials ({spec.design.type}, {len(spec.seed_list)} seed(s) each)")
@@ -119,7 +119,6 @@ def _print_plan(spec, trials, problems, validated: bool, hours_per_trial: float 
         f"{spec.budget.eval_every}, checkpoint every {spec.budget.save_every}",
         highlight=False,
     )
-    n_bad = sum(1 for t in trials if problems[t.id])
     if validated:
         verdict = "all valid" if not n_bad else f"{n_bad} of {len(trials)} trials invalid"
         _console.out.print(f"{spec.trainer.backend} config check: {verdict}", highlight=False)

@@ -49,7 +49,7 @@ def run(
     started: list[threading.Thread] = []
 
     def on_start(store: Any) -> None:
-        started.append(progress_thread(store.path if isinstance(store.path, Path) else Path(store.path), spec.name, view.render, stop))
+        started.append(progress_thread(Path(store.path), spec.name, view.render, stop))
 
     _console.info(f"sweep {spec.name}: {len(trials)} trials, results in {sweep_dir}")
     try:

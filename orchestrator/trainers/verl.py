@@ -84,7 +84,7 @@ class VerlTrainer:
         if not lines_by_trial:
             return results
         checker = _VerlChecker()
-        common = _common_prefix_free(lines_by_trial.values())
+        common = _shared_lines(lines_by_trial.values())
         base_cfg, base_errors = checker.apply(checker.pristine(), common)
         # verl's own checks look at the training settings, not at seeds, names or paths: run them once per
         # distinct setting; every trial's own values are still applied and type-checked.
@@ -110,7 +110,7 @@ class VerlTrainer:
         return results
 
 
-def _common_prefix_free(all_lines: Any) -> list[str]:
+def _shared_lines(all_lines: Any) -> list[str]:
     """Return the override lines every trial shares, in the first trial's order."""
     groups = [list(lines) for lines in all_lines]
     shared = set(groups[0]).intersection(*map(set, groups[1:]))
