@@ -477,7 +477,20 @@ def run_sweep(
     else:
         asha = spec.pruning.asha
         scheduler: Any = FIFOScheduler()
-        if asha is not None:
+        if asha is not None and asha.by == "seed_mean":
+            from orchestrator.tune_schedulers import SeedMeanScheduler
+
+            # Seed-aware ASHA: a configuration is judged on the mean over its seeds; its seeds stop together.
+            scheduler = SeedMeanScheduler(
+                time_attr="step",
+                metric=SIGNAL,
+                mode=spec.objective.mode,
+                max_t=spec.budget.max_steps + 1,
+                grace_steps=asha.grace_steps,
+                reduction_factor=asha.reduction_factor,
+                groups={t.id: t.point for t in trials},
+            )
+        elif asha is not None:
             scheduler = AsyncHyperBandScheduler(
                 time_attr="step",
                 metric=SIGNAL,

@@ -8,7 +8,8 @@ what would they have cost? Each recorded trial is fed to the pruning point by po
   returns its earliest firing step, so judging after every point gives the same first verdict (tested).
 - ASHA (`pruning.asha`) is replayed across trials in the recorded arrival order with a given (or the recorded)
   concurrency, on the same signal the engine reports (best so far or EMA of the objective, at eval steps), with
-  `AshaBrackets`, our re-implementation of Ray Tune's `AsyncHyperBandScheduler` rung logic.
+  `AshaBrackets`, our re-implementation of Ray Tune's `AsyncHyperBandScheduler` rung logic, or, for
+  `by: seed_mean`, with `orchestrator.pruners.SeedMeanHalving`, the very object the live scheduler drives.
 
 Nothing here imports Ray, starts a trainer or writes to a store.
 """
@@ -28,6 +29,7 @@ import numpy as np
 from orchestrator.collapse import CollapseConfig, Rule, Verdict, build_rules, first_verdict
 from orchestrator.errors import AblateError
 from orchestrator.history import Point, default_objective, is_validation_metric
+from orchestrator.pruners import SeedMeanHalving
 from orchestrator.spec import SweepSpec
 
 __all__ = [
@@ -295,10 +297,28 @@ class AshaBrackets:
             rung["cutoff"] = None if rung["cutoff"] is None else self._op * rung["cutoff"]
         return action, rung
 
-    def on_complete(self, trial: str, step: int, signal: float | None) -> None:
+    def on_complete(self, trial: str, step: int | None, signal: float | None) -> None:
         """Record a trial's last result once more as it ends (Tune's `on_trial_complete`); the action is unused."""
-        if signal is not None:
+        if signal is not None and step is not None:
             self._of[trial].on_result(trial, step, self._op * signal)
+
+
+class _SeedMeanReplay:
+    """`SeedMeanHalving` behind `AshaBrackets`'s interface (configurations are the trials' points)."""
+
+    def __init__(self, halving: SeedMeanHalving) -> None:
+        self._halving = halving
+
+    def add(self, trial: str) -> None:
+        """Trials are registered with their configuration at construction."""
+
+    def on_result(self, trial: str, step: int, signal: float | None) -> tuple[str, dict[str, Any] | None]:
+        """Return CONTINUE or STOP for a reported result, and the evidence of a stop."""
+        return self._halving.on_result(trial, step, signal)
+
+    def on_complete(self, trial: str, step: int | None, signal: float | None) -> None:
+        """Record that a trial ended (with or without a signal)."""
+        self._halving.on_complete(trial, signal)
 
 
 class _Signal:
@@ -486,9 +506,16 @@ def _replay_asha(
     """Run the trials' reports through ASHA in arrival order; return {trial index: (stop step, rung)}."""
     asha = spec.pruning.asha
     assert asha is not None
-    scheduler = AshaBrackets(
-        asha.grace_steps, spec.budget.max_steps + 1, asha.reduction_factor, asha.brackets, spec.objective.mode, seed=seed
-    )
+    scheduler: AshaBrackets | _SeedMeanReplay
+    if asha.by == "seed_mean":
+        groups = {str(plan.index): plan.trial.point for plan in plans}
+        scheduler = _SeedMeanReplay(
+            SeedMeanHalving(asha.grace_steps, spec.budget.max_steps + 1, asha.reduction_factor, spec.objective.mode, groups)
+        )
+    else:
+        scheduler = AshaBrackets(
+            asha.grace_steps, spec.budget.max_steps + 1, asha.reduction_factor, asha.brackets, spec.objective.mode, seed=seed
+        )
     for plan in plans:  # Tune adds every grid trial before any starts
         scheduler.add(str(plan.index))
     slots = concurrency or max(len(plans), 1)
@@ -508,8 +535,8 @@ def _replay_asha(
 
     def finish(plan: _Plan, k: int, now: float) -> None:
         last = plan.reports[k - 1] if k > 0 else None
-        if last is not None:
-            scheduler.on_complete(str(plan.index), last[0], last[1])
+        # Every end is recorded (a seed that ended without a signal no longer holds its configuration back).
+        scheduler.on_complete(str(plan.index), last[0] if last else None, last[1] if last else None)
         if queue:
             start(now)
 

@@ -246,6 +246,15 @@ class Asha(_Strict):
     brackets: int = Field(default=1, ge=1)
     signal: Literal["best", "ema"] = "best"
     ema_alpha: float = Field(default=0.5, gt=0, le=1)
+    by: Literal["trial", "seed_mean"] = "trial"
+    """`trial`: Tune's ASHA on each trial. `seed_mean`: each configuration on the mean over its seeds at each rung;
+    a dominated configuration has all its seeds stopped together (`orchestrator.pruners.SeedMeanHalving`)."""
+
+    @model_validator(mode="after")
+    def _one_bracket_by_seed_mean(self) -> Asha:
+        if self.by == "seed_mean" and self.brackets != 1:
+            raise ValueError(f"`brackets` must be 1 with `by: seed_mean` (got {self.brackets})")
+        return self
 
 
 class Pruning(_Strict):

@@ -71,8 +71,9 @@ def replay(
     _console.print_table(table)
     out = _console.out
     for t in result.trials:
+        what = f"seed mean of {t.evidence['group']}" if "group" in t.evidence else "signal"
         why = t.evidence.get("reason") or (
-            f"rung {t.evidence['rung']:g}: signal {t.evidence['value']:.4g} below the cutoff {t.evidence['cutoff']:.4g}"
+            f"rung {t.evidence['rung']:g}: {what} {t.evidence['value']:.4g} below the cutoff {t.evidence['cutoff']:.4g}"
             if t.reason == "asha" and t.evidence.get("cutoff") is not None
             else ""
         )
