@@ -26,6 +26,7 @@ from orchestrator.design import Trial, expand
 from orchestrator.errors import AblateError
 from orchestrator.history import Point, default_objective, is_validation_metric, merge_points
 from orchestrator.launchers import LocalLauncher, Status
+from orchestrator.launchers.slurm import SlurmJobs, SlurmLauncher, SlurmOptions, cancel, check_sbatch, check_slurm_path
 from orchestrator.readers import JsonlTail, read_jsonl
 from orchestrator.spec import SweepSpec
 from orchestrator.store import SQLiteStore
@@ -38,6 +39,8 @@ EXPERIMENT = "experiment"
 SIGNAL = "signal"
 """The metric reported to Tune for ASHA: best-so-far or an EMA of the objective (never NaN)."""
 TERMINAL = ("completed", "stopped", "failed", "cancelled")
+PROXY_CPUS = 0.01
+"""The CPU share of a Tune trial that only follows a Slurm job (Tune needs some resource per trial)."""
 
 
 class TrialFailed(AblateError):
@@ -59,6 +62,12 @@ class SweepSettings:
     poll_s: float = 0.5
     stop_grace_s: float = 10.0
     wandb: dict[str, Any] | None = None
+    slurm: SlurmOptions | None = None
+    """Set for `cluster: slurm`: each attempt is an sbatch job asking for this."""
+    requeue: bool = True
+    """On Slurm: resubmit a job the cluster ended (preempted, time limit, node failure) to resume."""
+    slurm_poll_s: float = 5.0
+    """On Slurm: the least time between two state queries of one job."""
 
     @property
     def db_path(self) -> Path:
@@ -85,6 +94,9 @@ class SweepSettings:
             ema_alpha=asha.ema_alpha if asha else 0.5,
             poll_s=poll_s,
             wandb=None if wandb is None or wandb.mode == "disabled" else wandb.model_dump(),
+            slurm=None if spec.cluster == "local" else SlurmOptions.from_spec(spec),
+            requeue=True if spec.cluster == "local" else spec.cluster.slurm.requeue,
+            slurm_poll_s=min(5.0, max(poll_s, 1.0)),
         )
 
 
@@ -159,14 +171,24 @@ class TrialRun:
         ctx = RunContext(workdir=self._settings.workdir(record.name), project=self._settings.project, attempt=attempt)
         keeper = CheckpointKeeper(ctx.checkpoint_dir, mode=self._settings.mode)  # type: ignore[arg-type]
         self._resume_history(ctx, keeper)
-        command = get_trainer(self._settings.backend).command(trial, ctx)
-        launcher = LocalLauncher(grace_s=self._settings.stop_grace_s)
+        slurm = self._settings.slurm
+        options: dict[str, Any] = {}
+        if slurm is not None and slurm.nodes > 1 and self._settings.backend == "verl":
+            options["private_ray"] = False  # verl joins the Ray cluster the job starts over its nodes
+        command = get_trainer(self._settings.backend, **options).command(trial, ctx)
+        launcher: Any
+        if slurm is None:
+            launcher = LocalLauncher(grace_s=self._settings.stop_grace_s)
+        else:
+            # A job of an earlier attempt may outlive the driver that submitted it: never run two at once.
+            cancel(SlurmJobs.alive(_job_ids(self._store, record.id)))
+            launcher = SlurmLauncher(slurm, state_poll_s=self._settings.slurm_poll_s)
         handle = launcher.start(command, ctx.workdir, attempt=attempt, gpus=self._gpus)
         self._store.append_event(
             record.id,
             "started",
             attempt=attempt,
-            data={"pgid": launcher.pgid(handle), "gpus": list(self._gpus or []), "argv": list(command.argv)},
+            data={**launcher.describe(handle), "gpus": list(self._gpus or []), "argv": list(command.argv)},
         )
         try:
             self._open_wandb(trial)
@@ -179,10 +201,12 @@ class TrialRun:
 
     # ---- following the trainer -------------------------------------------------------------------------------
 
-    def _follow(self, launcher: LocalLauncher, handle: str, ctx: RunContext, keeper: CheckpointKeeper, attempt: int) -> str:
+    def _follow(self, launcher: Any, handle: str, ctx: RunContext, keeper: CheckpointKeeper, attempt: int) -> str:
         tail = JsonlTail(ctx.metrics_path)
+        shown: tuple[Status, str] | None = None
         while True:
             state = launcher.poll(handle)
+            shown = self._show_queue_state(state, shown, attempt)
             verdict = self._take(tail.poll(), keeper)
             if verdict is not None:
                 launcher.stop(handle)
@@ -197,6 +221,8 @@ class TrialRun:
             self._sweep_checkpoints(keeper)
             if verdict is not None:
                 return self._stop_for_collapse(verdict)
+            if state.status is Status.INTERRUPTED:
+                return self._interrupted(state, attempt)
             if state.status is Status.SUCCEEDED:
                 last = max(self._history, default=None)
                 self._store.set_trial_stop(self._record.id, "completed", step=last)
@@ -216,6 +242,35 @@ class TrialRun:
                 f"trial {self._record.name} ({self._record.id}) attempt {attempt}: trainer {state.raw}; "
                 f"log: {log}\n{last_lines}"
             )
+
+    def _show_queue_state(self, state: Any, shown: tuple[Status, str] | None, attempt: int) -> tuple[Status, str] | None:
+        """Record a queued job (with the cluster's reason) and the moment it starts running."""
+        if state.status not in (Status.PENDING, Status.RUNNING) or self._settings.slurm is None:
+            return shown
+        now = (state.status, state.raw)
+        if now == shown:
+            return shown
+        if state.status is Status.PENDING:
+            self._store.set_trial_status(self._record.id, "queued")
+            self._store.append_event(self._record.id, "queued", attempt=attempt, data={"reason": state.raw})
+        elif shown is None or shown[0] is not Status.RUNNING:
+            self._store.set_trial_status(self._record.id, "running")
+            self._store.append_event(self._record.id, "running", attempt=attempt, data={"state": state.raw})
+        return now
+
+    def _interrupted(self, state: Any, attempt: int) -> str:
+        """The cluster ended the job (preemption, time limit, node failure): resubmit it, or end the trial."""
+        step = max(self._history, default=None)
+        data = {"raw": state.raw, "exit_code": state.exit_code, "step": step}
+        self._store.append_event(self._record.id, "interrupted", attempt=attempt, data=data)
+        if not self._settings.requeue:
+            self._store.set_trial_stop(self._record.id, "failed", step=step, evidence={**data, "requeue": False})
+            return "failed"
+        self._store.set_trial_stop(self._record.id, "failed", step=step, evidence=data)
+        raise TrialFailed(
+            f"trial {self._record.name} ({self._record.id}) attempt {attempt}: Slurm job ended {state.raw}; "
+            "resubmitting to resume from the latest checkpoint"
+        )
 
     def _take(self, points: list[Point], keeper: CheckpointKeeper) -> Verdict | None:
         """Record new points: store, checkpoints, best, Tune reports; return a collapse verdict if a rule fires."""
@@ -348,6 +403,11 @@ def _merged(old: Point | None, new: Point) -> Point:
     return new if old is None else Point(new.step, {**old.metrics, **new.metrics})
 
 
+def _job_ids(store: SQLiteStore, trial_id: str) -> list[str]:
+    """Return the Slurm job ids of a trial's attempts (from its `started` events)."""
+    return [str(e.data["job_id"]) for e in store.list_events(trial_id, kind="started") if e.data.get("job_id")]
+
+
 def _trial_of(record: Any) -> Trial:
     return Trial(
         id=record.id,
@@ -446,7 +506,7 @@ def run_sweep(
     from ray import tune
     from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 
-    _check_runs_on_ray(spec)
+    _check_target(spec, sweep_dir)
     store, trials = prepare_sweep(spec, spec_text, sweep_dir)
     settings = SweepSettings.from_spec(spec, sweep_dir, poll_s=poll_s)
     if not ray.is_initialized():
@@ -458,17 +518,25 @@ def run_sweep(
             log_to_driver=False,
             logging_level=logging.WARNING,
         )
-    _check_capacity(spec, ray.cluster_resources())
+    if spec.cluster == "local":
+        _check_capacity(spec, ray.cluster_resources())
     pending = [t.id for t in trials if store.get_trial(t.id).status not in TERMINAL]
     for trial_id in pending:
         store.set_trial_status(trial_id, "queued")
     store.set_sweep_status(spec.name, "running")
     if on_start is not None:
         on_start(store)
-    trainable = tune.with_resources(
-        tune.with_parameters(run_trial, settings=settings),
-        {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus * spec.resources.nodes},
-    )
+    max_concurrent = spec.execution.max_concurrent_trials
+    if settings.slurm is None:
+        resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus * spec.resources.nodes}
+    else:
+        # On Slurm a Tune trial is a light proxy: it submits and follows the job, holding no GPU here. How many
+        # jobs run at once is Slurm's decision (they queue); `max_jobs` caps how many are submitted at once.
+        resources = {"cpu": PROXY_CPUS}
+        max_jobs = spec.cluster.slurm.max_jobs  # type: ignore[union-attr]
+        caps = [c for c in (max_concurrent, max_jobs) if c is not None]
+        max_concurrent = min(caps) if caps else len(trials)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, settings=settings), resources)
     storage = (sweep_dir / TUNE_DIR).absolute()
     experiment = storage / EXPERIMENT
     callback = _StoreCallback(settings.db_path)
@@ -507,7 +575,7 @@ def run_sweep(
             tune_config=tune.TuneConfig(
                 scheduler=scheduler,
                 num_samples=1,
-                max_concurrent_trials=spec.execution.max_concurrent_trials,
+                max_concurrent_trials=max_concurrent,
                 reuse_actors=True,  # a trial's worker process serves the next trial: no process start per trial
             ),
             run_config=tune.RunConfig(
@@ -528,10 +596,12 @@ def run_sweep(
     return SweepOutcome(sweep_dir=sweep_dir, counts=store.summary(spec.name), interrupted=interrupted)
 
 
-def _check_runs_on_ray(spec: SweepSpec) -> None:
-    """Refuse, before starting Ray, a spec that `ablate run` cannot run on a Ray cluster."""
+def _check_target(spec: SweepSpec, sweep_dir: Path) -> None:
+    """Refuse, before starting Ray or writing anything, a sweep that cannot run where its spec says."""
     if spec.cluster != "local":
-        raise AblateError("`cluster: slurm`: this version of `ablate run` runs trials on Ray only; use `cluster: local`")
+        check_slurm_path(sweep_dir.absolute())
+        check_sbatch(SlurmOptions.from_spec(spec))
+        return
     if spec.resources.nodes > 1:
         raise AblateError(
             f"resources.nodes is {spec.resources.nodes}: on a Ray cluster each trial runs on one node; "
@@ -559,6 +629,8 @@ def _settle(store: SQLiteStore, sweep_id: str, settings: SweepSettings, interrup
     unfinished = False
     for record in store.list_trials(sweep_id):
         _kill_leftovers(store, record.id, settings.workdir(record.name))
+        if settings.slurm is not None:
+            cancel(SlurmJobs.alive(_job_ids(store, record.id)))
         _final_checkpoints(store, settings, record)
         if record.status not in TERMINAL:
             unfinished = True
@@ -665,6 +737,11 @@ def trial_rows(store: SQLiteStore, sweep_id: str) -> list[dict[str, Any]]:
     """Return one JSON-ready row per trial: status, step, best, stop reason (for `ablate status` and progress)."""
     rows = []
     for r in store.list_trials(sweep_id):
+        queue_reason = None
+        if r.status == "queued":
+            # A Slurm job waiting in the queue: Slurm's own reason (Resources, Priority, QOSMaxJobsPerUserLimit...).
+            waits = store.list_events(r.id, kind="queued")
+            queue_reason = waits[-1].data.get("reason") if waits else None
         rows.append(
             {
                 "id": r.id,
@@ -680,6 +757,7 @@ def trial_rows(store: SQLiteStore, sweep_id: str) -> list[dict[str, Any]]:
                 "collapse_step": r.collapse_step,
                 "attempts": r.attempts,
                 "why": (r.stop_evidence or {}).get("reason"),
+                "queue_reason": queue_reason,
             }
         )
     return rows

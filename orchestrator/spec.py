@@ -282,11 +282,26 @@ class Execution(_Strict):
 _SLURM_VALUE_RE = re.compile(r"^[A-Za-z0-9._,:@%+=/-]{1,128}$")
 _SLURM_TIME_RE = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")
 _SBATCH_OPTION_RE = re.compile(r"^--[a-z][a-z0-9-]*=[A-Za-z0-9._,:@%+=/-]+$")
+# Options ablate sets in every trial job itself (or that would break the job's contract with the launcher).
+_SBATCH_OWN_OPTIONS = (
+    "job-name", "chdir", "output", "error", "input", "nodes", "ntasks", "ntasks-per-node", "cpus-per-task",
+    "gpus", "gpus-per-node", "gpus-per-task", "gres", "time", "partition", "account", "qos", "constraint",
+    "requeue", "no-requeue", "array", "wrap", "parsable", "export", "export-file", "test-only", "dependency",
+    "wait", "hold", "batch", "kill-on-invalid-dep",
+)  # fmt: skip
 
 
 class Slurm(_Strict):
-    """Where Slurm runs each trial: one sbatch job per trial."""
+    """Where Slurm runs each trial: one sbatch job per trial attempt.
 
+    `gpus_per_node` and `nodes` are the spec's `resources.gpus` and `resources.nodes`, accepted here too (the
+    spec refuses the two places disagreeing). `requeue`: resubmit a job the cluster ended (preempted, time limit,
+    node failure, cancelled outside ablate) so that it resumes from its latest checkpoint, counted against
+    `execution.max_failures`; false ends such a trial as failed.
+    """
+
+    gpus_per_node: int | None = Field(default=None, ge=0)
+    nodes: int | None = Field(default=None, ge=1)
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
@@ -316,6 +331,12 @@ class Slurm(_Strict):
         for option in value:
             if not _SBATCH_OPTION_RE.match(option):
                 raise ValueError(f"each entry must be one `--key=value` sbatch option (got {option!r})")
+            key = option[2:].split("=", 1)[0]
+            if key in _SBATCH_OWN_OPTIONS:
+                raise ValueError(
+                    f"`--{key}` is set by ablate itself (use resources, time, partition, account, qos or "
+                    f"constraint) (got {option!r})"
+                )
         return value
 
 
@@ -339,6 +360,63 @@ class Tracking(_Strict):
     wandb: Wandb | None = None
 
 
+class SearchParam(_Strict):
+    """One dimension of a search space: a range (`low`, `high`, `log`, `type`) or a list of `choices`."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    type: Literal["float", "int"] = "float"
+    choices: list[Scalar] | None = None
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> SearchParam:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None or self.log:
+                raise ValueError("give either `choices` or a range (`low`, `high`, `log`), not both")
+            if not self.choices:
+                raise ValueError("`choices` must not be empty")
+            if len({repr(c) for c in self.choices}) != len(self.choices):
+                raise ValueError(f"`choices` must be distinct (got {self.choices})")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("a range needs both `low` and `high` (or give `choices`)")
+        if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.low >= self.high:
+            raise ValueError(f"`low` must be below `high` (got low={self.low:g}, high={self.high:g})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"`log: true` needs positive bounds (got low={self.low:g})")
+        if self.type == "int" and not (float(self.low).is_integer() and float(self.high).is_integer()):
+            raise ValueError(f"`type: int` needs integer bounds (got low={self.low:g}, high={self.high:g})")
+        return self
+
+    def describe(self) -> str:
+        """Return the dimension in one phrase: `[0.0001, 0.01] log` or `one of 2, 4, 8`."""
+        if self.choices is not None:
+            return "one of " + ", ".join(_num_or_str(c) for c in self.choices)
+        kind = " int" if self.type == "int" else ""
+        return f"[{_num(self.low or 0)}, {_num(self.high or 0)}]{kind}{' log' if self.log else ''}"
+
+
+class Search(_Strict):
+    """A follow-up search (`type: optuna`): `num_samples` configurations sampled by Optuna's TPE over `space`.
+
+    Every sampled configuration is one trial: the spec's single design point (each factor has one level) with
+    the sampled trainer overrides on top, trained on the spec's single seed, with the spec's pruning.
+    """
+
+    type: Literal["optuna"]
+    num_samples: int = Field(ge=1)
+    space: dict[str, SearchParam] = Field(min_length=1)
+    seed: int = Field(default=0, ge=0)
+
+    @field_validator("space")
+    @classmethod
+    def _space_keys(cls, value: dict[str, SearchParam]) -> dict[str, SearchParam]:
+        for key in value:
+            _check_override_key(key)
+        return value
+
+
 # -------------------------------------------------------------------------------------------------------- spec
 
 
@@ -358,6 +436,52 @@ class SweepSpec(_Strict):
     execution: Execution = Field(default_factory=Execution)
     cluster: Union[Literal["local"], SlurmCluster] = "local"
     tracking: Tracking = Field(default_factory=Tracking)
+    search: Search | None = None
+
+    @model_validator(mode="after")
+    def _search_fits(self) -> SweepSpec:
+        if self.search is None:
+            return self
+        several = [f"`{name}` has {len(levels)}" for name, levels in self.factors.items() if len(levels) != 1]
+        if several:
+            raise ValueError(
+                "search: every factor must have exactly one level, the configuration the search varies around "
+                f"({', '.join(several)})"
+            )
+        if len(self.seed_list) != 1:
+            raise ValueError(
+                f"search: `seeds` must be a single seed: each sampled configuration is one trial (got {len(self.seed_list)})"
+            )
+        if self.pruning.asha is not None and self.pruning.asha.by == "seed_mean":
+            raise ValueError("search: `pruning.asha.by: seed_mean` needs seeds to average; a search runs one per configuration (use `by: trial`)")
+        owners: dict[str, str] = {key: "the seeds" for key in SEED_KEYS}
+        owners.update({key: f"budget.{field}" for key, field in BUDGET_KEYS.items()})
+        for key in self.search.space:
+            if key.lstrip("+") in owners:
+                raise ValueError(f"search.space.{key}: this key is set by {owners[key.lstrip('+')]}; it cannot be searched")
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _slurm_resources(cls, data: Any) -> Any:
+        """Take `cluster.slurm.gpus_per_node` / `nodes` as `resources.gpus` / `nodes`, refusing a disagreement."""
+        if not isinstance(data, dict) or not isinstance(data.get("cluster"), dict):
+            return data
+        slurm = data["cluster"].get("slurm")
+        resources = data.get("resources", {})
+        if not isinstance(slurm, dict) or not isinstance(resources, dict):
+            return data
+        merged = dict(resources)
+        for own, key in (("gpus_per_node", "gpus"), ("nodes", "nodes")):
+            if slurm.get(own) is None:
+                continue
+            if key in resources and resources[key] != slurm[own]:
+                raise ValueError(
+                    f"cluster.slurm.{own} ({slurm[own]}) and resources.{key} ({resources[key]}) disagree; "
+                    "give one of them"
+                )
+            merged[key] = slurm[own]
+        return {**data, "resources": merged}
 
     @field_validator("name")
     @classmethod
@@ -424,6 +548,8 @@ class SweepSpec(_Strict):
         self._fixed_overrides_do_not_clash()
         if self.trainer.backend == "verl" and self.resources.gpus < 1:
             raise ValueError("`resources.gpus` must be at least 1 for the verl backend (got 0)")
+        if self.trainer.backend == "mini" and self.resources.nodes > 1:
+            raise ValueError(f"`resources.nodes` must be 1 for the mini backend, a one-process trainer (got {self.resources.nodes})")
         return self
 
     def _fixed_overrides_do_not_clash(self) -> None:

@@ -337,7 +337,7 @@ def test_run_refuses_a_trial_the_cluster_cannot_hold(tmp_path: Path, env: dict[s
     assert {t.status for t in _trials(out).values()} == {"pending"}  # nothing launched
 
 
-def test_run_refuses_a_slurm_spec_before_starting_anything(tmp_path: Path, env: dict[str, str]) -> None:
+def test_run_refuses_a_slurm_spec_where_there_is_no_slurm(tmp_path: Path, env: dict[str, str]) -> None:
     spec = _spec(
         tmp_path,
         "slurm",
@@ -348,9 +348,10 @@ def test_run_refuses_a_slurm_spec_before_starting_anything(tmp_path: Path, env: 
         cluster: {slurm: {partition: gpu}}
         """,
     )
-    result = _run(["run", str(spec), "--out", str(tmp_path / "out")], env, timeout=120)
+    no_slurm = {**env, "PATH": str(Path(sys.executable).parent)}  # the interpreter, and no sbatch
+    result = _run(["run", str(spec), "--out", str(tmp_path / "out")], no_slurm, timeout=120)
     assert result.returncode == 2
-    assert "error: `cluster: slurm`: this version of `ablate run` runs trials on Ray only" in result.stderr
+    assert "error: `cluster: slurm` needs Slurm's sbatch on PATH; run ablate on a Slurm login node" in result.stderr
     assert not (tmp_path / "out").exists()
 
 

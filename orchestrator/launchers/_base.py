@@ -21,12 +21,14 @@ class Status(enum.Enum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    INTERRUPTED = "INTERRUPTED"
+    """Ended by the cluster, not by the trainer: preempted, time limit, node failure, cancelled by someone else."""
     UNKNOWN = "UNKNOWN"
 
     @property
     def done(self) -> bool:
-        """Return True for a final status (SUCCEEDED, FAILED, CANCELLED)."""
-        return self in (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+        """Return True for a final status (SUCCEEDED, FAILED, CANCELLED, INTERRUPTED)."""
+        return self in (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.INTERRUPTED)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from orchestrator.errors import LaunchError
 from orchestrator.launchers._base import JobState, Status
@@ -203,6 +204,10 @@ class LocalLauncher:
             KeyError: If the handle is unknown.
         """
         return self._job(handle).proc.pid
+
+    def describe(self, handle: str) -> dict[str, Any]:
+        """Return what the engine records about a started job: its process group id."""
+        return {"pgid": self.pgid(handle)}
 
     def log_paths(self, handle: str) -> tuple[Path, Path]:
         """Return the job's stdout and stderr log files.

@@ -1,0 +1,39 @@
+# Start a Ray cluster over the nodes of the current Slurm allocation; source it from a batch script.
+#
+# The first node of the allocation is the head; every other node runs a worker. Each Ray process is a job step
+# (`srun --overlap`, so the steps share the allocation with the batch script's own work) and ends with the job.
+# After `start_ray_cluster`, RAY_ADDRESS points at the head, and `ray.init()` (ablate, verl) joins the cluster.
+#
+# Settings (environment): RAY_PORT (default 6379), ABLATE_RAY_CPUS / ABLATE_RAY_GPUS (per node; default what
+# Slurm allocated on the node), ABLATE_RAY_WAIT_S (how long to wait for every node to join, default 180).
+
+start_ray_cluster() {
+    local port="${RAY_PORT:-6379}"
+    local cpus="${ABLATE_RAY_CPUS:-${SLURM_CPUS_ON_NODE:-1}}"
+    local gpus="${ABLATE_RAY_GPUS:-${SLURM_GPUS_ON_NODE:-0}}"
+    local wait_s="${ABLATE_RAY_WAIT_S:-180}"
+    local nodes head head_ip worker n_nodes
+    mapfile -t nodes < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
+    n_nodes="${#nodes[@]}"
+    head="${nodes[0]}"
+    head_ip="$(srun --overlap --nodes=1 --ntasks=1 -w "$head" hostname --ip-address | awk '{print $1}')"
+    export RAY_ADDRESS="${head_ip}:${port}"
+    echo "ablate: Ray head on ${head} (${RAY_ADDRESS}), ${n_nodes} node(s), ${cpus} CPU(s) and ${gpus} GPU(s) each"
+    srun --overlap --nodes=1 --ntasks=1 -w "$head" \
+        ray start --head --node-ip-address="$head_ip" --port="$port" \
+        --num-cpus="$cpus" --num-gpus="$gpus" --include-dashboard=false --block &
+    sleep 5
+    for worker in "${nodes[@]:1}"; do
+        srun --overlap --nodes=1 --ntasks=1 -w "$worker" \
+            ray start --address="$RAY_ADDRESS" --num-cpus="$cpus" --num-gpus="$gpus" --block &
+    done
+    local deadline=$((SECONDS + wait_s))
+    until [ "$(python -c 'import ray; ray.init(address="auto", logging_level="ERROR"); print(len([n for n in ray.nodes() if n["Alive"]]))' 2>/dev/null)" = "$n_nodes" ]; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            echo "ablate: not every node joined the Ray cluster within ${wait_s} s" >&2
+            return 1
+        fi
+        sleep 3
+    done
+    echo "ablate: all ${n_nodes} node(s) joined the Ray cluster"
+}

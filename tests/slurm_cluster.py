@@ -1,0 +1,215 @@
+"""A real single-node Slurm for the tests: install it (Debian's slurm-wlm and munge), configure, start, stop.
+
+`start_cluster(state_dir)` installs the packages if `sbatch` is missing (root and apt-get needed), writes a
+`slurm.conf` and `gres.conf` into `state_dir` (the system's /etc/slurm is left alone: commands find the config
+through `SLURM_CONF`), starts munged, slurmctld and slurmd, and waits until the node is idle. The node has the
+8 CPUs (at least; more than a small machine has) and 4 logical GPUs (plain files as device files: Slurm schedules and counts them, but sets no
+CUDA_VISIBLE_DEVICES). `Cluster.stop()` stops the daemons this module started.
+
+Run it by hand to get the same cluster in a shell: `python tests/slurm_cluster.py /tmp/slurm` prints the
+`export SLURM_CONF=...` line to use.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+N_GPUS = 4
+N_CPUS = 8
+MUNGE_KEY = Path("/etc/munge/munge.key")
+
+
+class SlurmUnavailable(RuntimeError):
+    """Slurm cannot be installed or started here; the message says why."""
+
+
+@dataclass
+class Cluster:
+    """A running test cluster: its config file, node name, and the daemons started for it."""
+
+    conf: Path
+    node: str
+    n_gpus: int
+    pids: list[int] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Return the environment variables that point Slurm's commands at this cluster."""
+        return {"SLURM_CONF": str(self.conf)}
+
+    def stop(self) -> None:
+        """Cancel every job and stop the daemons this cluster started."""
+        subprocess.run(["scancel", "--full", "--user", "root"], env={**os.environ, **self.env}, capture_output=True, check=False)
+        for pid in reversed(self.pids):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_alive(pid) for pid in self.pids):
+            time.sleep(0.2)
+        for pid in self.pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def start_cluster(state_dir: Path) -> Cluster:
+    """Install (if needed), configure and start a single-node Slurm with state under `state_dir`.
+
+    Raises:
+        SlurmUnavailable: If Slurm is not installed and cannot be (not root, no apt-get, the install failed), or
+            the daemons do not come up; the message names the step and its output.
+    """
+    _install()
+    state_dir = state_dir.absolute()
+    for sub in ("spool", "state", "log", "gpus"):
+        (state_dir / sub).mkdir(parents=True, exist_ok=True)
+    node = socket.gethostname().split(".")[0]
+    conf = state_dir / "slurm.conf"
+    gpu_files = [state_dir / "gpus" / f"fakegpu{i}" for i in range(N_GPUS)]
+    for path in gpu_files:
+        path.touch()
+    cpus = max(N_CPUS, os.cpu_count() or 1)
+    memory_mb = int(_total_memory_mb() * 0.9)
+    conf.write_text(
+        "\n".join(
+            [
+                "ClusterName=ablate-test",
+                f"SlurmctldHost={node}",
+                "SlurmUser=root",
+                "AuthType=auth/munge",
+                "ProctrackType=proctrack/linuxproc",
+                "TaskPlugin=task/none",
+                "SelectType=select/cons_tres",
+                "SelectTypeParameters=CR_Core_Memory",
+                "AccountingStorageType=accounting_storage/none",
+                "JobAcctGatherType=jobacct_gather/none",
+                "ReturnToService=2",
+                "MinJobAge=3600",
+                "KillWait=5",
+                "SchedulerParameters=sched_interval=1",
+                "MpiDefault=none",
+                # More CPUs than the machine has, so that the logical GPUs, not the CPUs, limit GPU jobs; and
+                # a default memory per CPU, so that a job without --mem does not take the whole node.
+                "SlurmdParameters=config_overrides",
+                "DefMemPerCPU=512",
+                "GresTypes=gpu",
+                f"StateSaveLocation={state_dir / 'state'}",
+                f"SlurmdSpoolDir={state_dir / 'spool'}",
+                f"SlurmctldPidFile={state_dir / 'slurmctld.pid'}",
+                f"SlurmdPidFile={state_dir / 'slurmd.pid'}",
+                f"SlurmctldLogFile={state_dir / 'log' / 'slurmctld.log'}",
+                f"SlurmdLogFile={state_dir / 'log' / 'slurmd.log'}",
+                f"NodeName={node} CPUs={cpus} RealMemory={memory_mb} Gres=gpu:{N_GPUS} State=UNKNOWN",
+                f"PartitionName=debug Nodes={node} Default=YES MaxTime=INFINITE State=UP",
+                "",
+            ]
+        )
+    )
+    files = ",".join(str(p) for p in gpu_files)
+    (state_dir / "gres.conf").write_text(f"AutoDetect=off\nNodeName={node} Name=gpu File={files}\n")
+    env = {**os.environ, "SLURM_CONF": str(conf)}
+    cluster = Cluster(conf=conf, node=node, n_gpus=N_GPUS)
+    _start_munge()
+    try:
+        cluster.pids.append(_daemon(["slurmctld", "-D", "-i", "-f", str(conf)], state_dir / "log" / "slurmctld.out", env))
+        _wait(lambda: _ok(["scontrol", "ping"], env), 30, "slurmctld answering `scontrol ping`", state_dir)
+        cluster.pids.append(_daemon(["slurmd", "-D", "-f", str(conf)], state_dir / "log" / "slurmd.out", env))
+        _wait(lambda: _node_ready(node, env), 60, f"node {node} idle in `sinfo`", state_dir)
+    except SlurmUnavailable:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def _install() -> None:
+    if shutil.which("sbatch") and shutil.which("slurmctld") and shutil.which("munged"):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise SlurmUnavailable("Slurm is not installed and cannot be here (needs root and apt-get)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "slurm-wlm", "munge"]):
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=900)
+        if done.returncode != 0:
+            raise SlurmUnavailable(f"`{' '.join(argv)}` failed: {done.stderr.strip()[-500:]}")
+
+
+def _start_munge() -> None:
+    env = {**os.environ}
+    if _ok(["sh", "-c", "munge -n | unmunge"], env):
+        return
+    if not MUNGE_KEY.exists():
+        MUNGE_KEY.parent.mkdir(parents=True, exist_ok=True)
+        MUNGE_KEY.write_bytes(os.urandom(1024))
+    run_dir = Path("/run/munge")
+    for directory in (MUNGE_KEY.parent, run_dir, Path("/var/lib/munge"), Path("/var/log/munge")):
+        directory.mkdir(parents=True, exist_ok=True)
+        shutil.chown(directory, "munge", "munge")
+    shutil.chown(MUNGE_KEY, "munge", "munge")
+    MUNGE_KEY.chmod(0o400)
+    done = subprocess.run(["runuser", "-u", "munge", "--", "munged"], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SlurmUnavailable(f"munged did not start: {done.stderr.strip()}")
+    _wait(lambda: _ok(["sh", "-c", "munge -n | unmunge"], env), 15, "munge answering", None)
+
+
+def _daemon(argv: list[str], log: Path, env: dict[str, str]) -> int:
+    with log.open("ab") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return proc.pid
+
+
+def _node_ready(node: str, env: dict[str, str]) -> bool:
+    done = subprocess.run(["sinfo", "-h", "-n", node, "-o", "%t"], capture_output=True, text=True, env=env, check=False)
+    state = done.stdout.strip()
+    if state.startswith(("drain", "inval", "down")):
+        subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"], env=env, capture_output=True, check=False)
+    return state.startswith(("idle", "mix", "alloc"))
+
+
+def _wait(check: object, timeout_s: float, what: str, state_dir: Path | None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.5)
+    logs = ""
+    if state_dir is not None:
+        for log in sorted((state_dir / "log").glob("*")):
+            logs += f"\n--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+    raise SlurmUnavailable(f"timed out after {timeout_s:g} s waiting for {what}{logs}")
+
+
+def _ok(argv: list[str], env: dict[str, str]) -> bool:
+    try:
+        return subprocess.run(argv, capture_output=True, env=env, check=False, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _total_memory_mb() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) // 1024
+    return 1024
+
+
+if __name__ == "__main__":
+    started = start_cluster(Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/ablate-slurm"))
+    print(f"export SLURM_CONF={started.conf}")

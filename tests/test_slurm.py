@@ -1,0 +1,351 @@
+"""Sweeps on a real Slurm: one sbatch job per trial attempt, and `slurm/driver.sbatch` running a whole sweep.
+
+The session fixture installs Debian's slurm-wlm and munge when they are missing (root and apt-get needed) and starts
+a single-node cluster with 8 CPUs and 4 logical GPUs (tests/slurm_cluster.py). Every test runs `ablate` in a
+subprocess, as a user would, and checks the sweep store and Slurm's own record of the jobs. Skipped, with the
+reason, only where Slurm cannot be installed or started; `ABLATE_TEST_SLURM=0` skips them on purpose.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import psutil
+import pytest
+
+from orchestrator.launchers import Status
+from orchestrator.launchers.slurm import SlurmLauncher, SlurmOptions, job_state
+from orchestrator.store import SQLiteStore
+from orchestrator.trainers import Command
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from slurm_cluster import Cluster, SlurmUnavailable, start_cluster  # noqa: E402
+
+ABLATE = [sys.executable, "-c", "from orchestrator.cli import main; main()"]
+FAST = "{mini.warm_start.steps: 600}"
+COLLAPSING_LR = 5e-3
+HEALTHY_LR = 1e-3
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    if os.environ.get("ABLATE_TEST_SLURM") == "0":
+        pytest.skip("ABLATE_TEST_SLURM=0: the Slurm tests are switched off")
+    try:
+        started = start_cluster(tmp_path_factory.mktemp("slurm"))
+    except SlurmUnavailable as exc:
+        pytest.skip(f"no Slurm here: {exc}")
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def env(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    cache = tmp_path_factory.mktemp("minigrpo-cache")
+    return {**os.environ, **cluster.env, "ABLATE_CACHE_DIR": str(cache), "WANDB_SILENT": "true"}
+
+
+@pytest.fixture(autouse=True)
+def _slurm_env(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # The launcher and scontrol calls made from this process find the test cluster too.
+    monkeypatch.setenv("SLURM_CONF", env["SLURM_CONF"])
+
+
+def _spec(tmp_path: Path, name: str, body: str) -> Path:
+    text = f"name: {name}\ntrainer: {{backend: mini, base: {ROOT}/configs/mini/original.yaml, overrides: {FAST}}}\n"
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text + textwrap.dedent(body))
+    return path
+
+
+def _run(args: list[str], env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*ABLATE, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def _store_trials(out: Path) -> tuple[SQLiteStore, dict[str, object]]:
+    store = SQLiteStore(out / "sweep.db")
+    sweep = store.list_sweeps()[0].id
+    return store, {t.name: t for t in store.list_trials(sweep)}
+
+
+def _job(job_id: str) -> dict[str, str]:
+    """Return Slurm's record of a job (`scontrol show job`), as key -> value."""
+    text = subprocess.run(["scontrol", "show", "job", "--oneliner", job_id], capture_output=True, text=True, check=True).stdout
+    return dict(re.findall(r"(\w+)=(\S*)", text))
+
+
+def _job_ids(store: SQLiteStore, trial_id: str) -> list[str]:
+    return [str(e.data["job_id"]) for e in store.list_events(trial_id, kind="started")]
+
+
+def test_sweep_runs_as_slurm_jobs_and_a_collapse_scancels_its_job(tmp_path: Path, env: dict[str, str]) -> None:
+    spec = _spec(
+        tmp_path,
+        "slurm-collapse",
+        f"""\
+        factors:
+          lr_schedule: [{{type: constant, lr: {COLLAPSING_LR}}}, {{type: constant, lr: {HEALTHY_LR}}}]
+        budget: {{max_steps: 40, eval_every: 5, save_every: 5}}
+        objective: {{metric: val-core/mini/reward/mean@1, mode: max}}
+        cluster: {{slurm: {{time: "00:20:00", partition: debug, extra_sbatch: ["--comment=ablate-test"]}}}}
+        """,
+    )
+    out = tmp_path / "out"
+    result = _run(["run", str(spec), "--out", str(out)], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    store, trials = _store_trials(out)
+    collapsing = trials[f"lr=const{COLLAPSING_LR:g}_s1"]
+    healthy = trials[f"lr=const{HEALTHY_LR:g}_s1"]
+    assert healthy.status == "completed" and healthy.stop_reason == "completed" and healthy.last_step == 40
+    assert collapsing.status == "stopped" and collapsing.stop_reason.startswith("collapse:")
+    assert collapsing.stop_step < 40
+    # Each trial ran as one sbatch job, with the spec's options, and Slurm recorded how each job ended.
+    for trial, slurm_state in ((healthy, "COMPLETED"), (collapsing, "CANCELLED")):
+        (job_id,) = _job_ids(store, trial.id)
+        job = _job(job_id)
+        assert job["JobState"] == slurm_state
+        assert job["Partition"] == "debug" and job["Comment"] == "ablate-test"
+        assert job["JobName"] == f"ablate-slurm-collapse-{trial.name}".replace("=", "_")
+        assert job["StdErr"] == str(out / "trials" / trial.name / "attempt-0.stderr.log")
+        kinds = [e.kind for e in store.list_events(trial.id)]
+        assert kinds.index("started") < kinds.index("queued") < kinds.index("running")
+        assert Path(store.get_checkpoints(trial.id)["best"].path).is_dir()
+    assert store.get_checkpoints(healthy.id)["best"].step == healthy.best_step
+    # The stop came within one eval of the rule's onset, not at the end of the budget.
+    assert collapsing.stop_step - collapsing.collapse_step <= 5
+    status = _run(["status", str(out)], env)
+    assert status.returncode == 0 and "collapse:" in status.stdout
+
+
+def test_a_failed_and_an_interrupted_job_are_resubmitted_and_resume(tmp_path: Path, env: dict[str, str]) -> None:
+    spec = _spec(
+        tmp_path,
+        "slurm-retry",
+        f"""\
+        factors:
+          lr_schedule: [{{type: constant, lr: {HEALTHY_LR}}}]
+        budget: {{max_steps: 40, eval_every: 10, save_every: 5}}
+        objective: {{metric: val-core/mini/reward/mean@1, mode: max}}
+        pruning: {{collapse: null}}
+        execution: {{max_failures: 2}}
+        cluster: {{slurm: {{time: "00:20:00"}}}}
+        """,
+    )
+    out = tmp_path / "out"
+    driver = subprocess.Popen([*ABLATE, "run", str(spec), "--out", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # 1. The trainer dies (an OOM kill, say): the job FAILS with its exit code, and is retried.
+        trial_id = _wait_for(out, lambda t: t.last_step is not None and t.last_step >= 12 and t.attempts == 1)
+        (trainer,) = _trainers(out)
+        trainer.send_signal(signal.SIGKILL)
+        # 2. Someone cancels the second job (or the cluster preempts it): it is resubmitted and resumes.
+        _wait_for(out, lambda t: t.attempts == 2 and t.last_step is not None and t.last_step >= 22)
+        store = SQLiteStore(out / "sweep.db")
+        second = _job_ids(store, trial_id)[1]
+        subprocess.run(["scancel", second], check=True)
+        stdout, stderr = driver.communicate(timeout=400)
+    finally:
+        driver.kill()
+    assert driver.returncode == 0, stderr[-3000:]
+    store = SQLiteStore(out / "sweep.db")
+    trial = store.get_trial(trial_id)
+    assert trial.status == "completed" and trial.attempts == 3 and trial.last_step == 40
+    first, second, third = _job_ids(store, trial_id)
+    assert _job(first)["JobState"] == "FAILED" and _job(first)["ExitCode"] == "137:0"
+    assert _job(second)["JobState"] == "CANCELLED" and _job(third)["JobState"] == "COMPLETED"
+    failed = store.list_events(trial_id, kind="failed")[0]
+    assert failed.data["exit_code"] == 137 and failed.data["log"].endswith("attempt-0.stderr.log")
+    interrupted = store.list_events(trial_id, kind="interrupted")
+    assert [e.data["raw"] for e in interrupted] == ["CANCELLED outside ablate"]
+    resumes = [e.data["resume_step"] for e in store.list_events(trial_id, kind="retried") if "resume_step" in e.data]
+    assert len(resumes) == 2 and 10 <= resumes[0] < resumes[1]
+    # Each attempt resumed from the latest checkpoint: nothing before the resume step was trained again.
+    steps = [p.step for p in store.get_history(trial_id) if "actor/pg_loss" in p.metrics]
+    assert len(steps) == len(set(steps)) and steps[-1] == 40
+    assert all(s in steps for s in range(1, 41) if s not in resumes)
+
+
+def test_gpu_jobs_wait_in_slurms_queue_for_free_gpus(tmp_path: Path, env: dict[str, str], cluster: Cluster) -> None:
+    """3 trials of 2 GPUs on 4 logical GPUs: all three are submitted, Slurm runs two at a time."""
+    spec = _spec(
+        tmp_path,
+        "slurm-gpus",
+        """\
+        factors:
+          entropy_coeff: [0, 0.001, 0.01]
+        budget: {max_steps: 30, eval_every: 10, save_every: 10}
+        pruning: {collapse: null}
+        resources: {gpus: 2}
+        cluster: {slurm: {time: "00:20:00"}}
+        """,
+    )
+    out = tmp_path / "out"
+    result = _run(["run", str(spec), "--out", str(out)], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    store, trials = _store_trials(out)
+    assert {t.status for t in trials.values()} == {"completed"}
+    jobs = [_job(_job_ids(store, t.id)[0]) for t in trials.values()]
+    assert all(job["TresPerNode"] == "gres:gpu:2" for job in jobs)
+    spans = [(_time(job["StartTime"]), _time(job["EndTime"])) for job in jobs]
+    submits = [_time(job["SubmitTime"]) for job in jobs]
+    # Every job was submitted before the first one ended: concurrency was left to Slurm.
+    assert max(submits) <= min(end for _, end in spans)
+    # Never more than 4 GPUs' worth at once, and one job waited for GPUs to free up.
+    for start, _ in spans:
+        assert sum(1 for s, e in spans if s <= start < e) <= 2
+    reasons = [e.data["reason"] for t in trials.values() for e in store.list_events(t.id, kind="queued")]
+    assert any("Resources" in r for r in reasons), reasons
+
+
+def test_a_partition_slurm_does_not_have_is_refused_before_anything_starts(tmp_path: Path, env: dict[str, str]) -> None:
+    spec = _spec(
+        tmp_path,
+        "slurm-bad",
+        """\
+        factors:
+          entropy_coeff: [0]
+        budget: {max_steps: 10, eval_every: 5, save_every: 5}
+        cluster: {slurm: {partition: nosuchpartition}}
+        """,
+    )
+    out = tmp_path / "out"
+    result = _run(["run", str(spec), "--out", str(out), "--no-validate"], env, timeout=120)
+    assert result.returncode == 2
+    assert "error: Slurm would refuse the trial jobs: sbatch: error: invalid partition specified" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_a_sweep_directory_a_directive_cannot_carry_is_refused(tmp_path: Path, env: dict[str, str]) -> None:
+    spec = _spec(
+        tmp_path,
+        "slurm-path",
+        """\
+        factors:
+          entropy_coeff: [0]
+        budget: {max_steps: 10, eval_every: 5, save_every: 5}
+        cluster: {slurm: {time: "00:05:00"}}
+        """,
+    )
+    out = tmp_path / "two words"
+    result = _run(["run", str(spec), "--out", str(out), "--no-validate"], env, timeout=120)
+    assert result.returncode == 2
+    assert "a Slurm trial directory may hold only" in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_argv_words_reach_the_trainer_exactly_and_run_no_shell(tmp_path: Path, cluster: Cluster) -> None:
+    """Quotes, `$(...)`, `;` and newlines in argv words are data in the batch script, never shell code."""
+    marker = tmp_path / "injected"
+    words = ["a b", "$(touch " + str(marker) + ")", "x'; touch " + str(marker) + "; echo '", '"q"', "line\nbreak", "`id`"]
+    program = "import json, sys; print(json.dumps(sys.argv[1:]))"
+    launcher = SlurmLauncher(SlurmOptions(time="00:05:00"), state_poll_s=0.5)
+    handle = launcher.start(Command((sys.executable, "-c", program, *words)), tmp_path / "trial")
+    state = launcher.wait(handle, timeout_s=120)
+    assert state.status is Status.SUCCEEDED, (state, launcher.stderr_tail(handle))
+    stdout = (tmp_path / "trial" / "attempt-0.stdout.log").read_text()
+    import json
+
+    printed = [json.loads(line) for line in stdout.splitlines() if line.startswith("[")]
+    assert printed == [words]
+    assert not marker.exists()
+    assert (tmp_path / "trial" / "attempt-0.exit").read_text().strip() == "0"
+
+
+def test_a_job_exit_code_and_stderr_are_kept_and_a_stop_cancels_a_queued_job(tmp_path: Path, cluster: Cluster) -> None:
+    launcher = SlurmLauncher(SlurmOptions(time="00:05:00"), state_poll_s=0.5)
+    failing = launcher.start(Command((sys.executable, "-c", "import sys; sys.stderr.write('boom\\n'); sys.exit(3)")), tmp_path / "fail")
+    state = launcher.wait(failing, timeout_s=120)
+    assert (state.status, state.exit_code) == (Status.FAILED, 3)
+    assert launcher.stderr_tail(failing).splitlines()[-1] == "boom"
+    # A job asking for more GPUs than are free waits in the queue; stopping it removes it from the queue.
+    hog = SlurmLauncher(SlurmOptions(time="00:05:00", gpus_per_node=cluster.n_gpus), state_poll_s=0.5)
+    first = hog.start(Command(("sleep", "60")), tmp_path / "hog1")
+    second = hog.start(Command(("sleep", "60")), tmp_path / "hog2")
+    deadline = time.monotonic() + 60
+    while hog.poll(first).status is not Status.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.5)
+    waiting = hog.poll(second)
+    assert waiting.status is Status.PENDING and "Resources" in waiting.raw
+    hog.stop(second)
+    hog.stop(first)
+    assert hog.poll(first).status is Status.CANCELLED
+    assert job_state(second, stopped=True).status is Status.CANCELLED
+
+
+def test_a_multi_node_trial_script_starts_ray_over_the_allocation(tmp_path: Path) -> None:
+    launcher = SlurmLauncher(SlurmOptions(time="01:00:00", nodes=2, gpus_per_node=8, partition="gpu", account="rl"))
+    script = launcher.render(Command(("python", "-m", "verl.trainer.main_ppo", "trainer.nnodes=2")), tmp_path)
+    text = script.read_text()
+    for directive in ("--nodes=2", "--gpus-per-node=8", "--partition=gpu", "--account=rl", "--time=01:00:00"):
+        assert f"#SBATCH {directive}\n" in text
+    assert f"source {ROOT / 'slurm' / 'ray_cluster.sh'}\nstart_ray_cluster" in text
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    single = SlurmLauncher(SlurmOptions()).render(Command(("true",)), tmp_path / "one").read_text()
+    assert "start_ray_cluster" not in single and "--gpus-per-node" not in single
+
+
+def test_driver_sbatch_runs_the_demo_sweep_inside_one_allocation(tmp_path: Path, env: dict[str, str]) -> None:
+    out = tmp_path / "demo"
+    job_env = {**env, "ABLATE_RAY_CPUS": str(os.cpu_count() or 1), "RAY_PORT": "6391"}
+    submitted = subprocess.run(
+        ["sbatch", "--parsable", "--time=00:30:00", f"--output={tmp_path / 'driver.out'}", str(ROOT / "slurm" / "driver.sbatch"),
+         str(ROOT / "sweeps" / "demo.yaml"), str(out)],
+        capture_output=True, text=True, env=job_env, cwd=ROOT, check=True,
+    )  # fmt: skip
+    job_id = submitted.stdout.strip()
+    deadline = time.monotonic() + 900
+    while job_state(job_id).status not in (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.INTERRUPTED):
+        assert time.monotonic() < deadline, "the driver job did not end in 15 min"
+        time.sleep(3)
+    log = (tmp_path / "driver.out").read_text()
+    assert _job(job_id)["JobState"] == "COMPLETED", log[-3000:]
+    assert "all 1 node(s) joined the Ray cluster" in log
+    store, trials = _store_trials(out)
+    assert len(trials) == 18
+    assert all(t.status in ("completed", "stopped") for t in trials.values())
+    assert any(t.stop_reason.startswith("collapse:") for t in trials.values())
+    assert all("best" in store.get_checkpoints(t.id) for t in trials.values())
+    assert shutil.which("ray") is not None
+
+
+def _time(text: str) -> float:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S").timestamp()
+
+
+def _wait_for(out: Path, ready: object, timeout: float = 300) -> str:
+    """Wait until the sweep's only trial satisfies `ready(record)`; return its id."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if not (out / "sweep.db").exists():
+            continue
+        store = SQLiteStore(out / "sweep.db")
+        try:
+            sweeps = store.list_sweeps()
+            for trial in store.list_trials(sweeps[0].id) if sweeps else []:
+                if ready(trial):  # type: ignore[operator]
+                    return trial.id
+        finally:
+            store.close()
+    raise AssertionError(f"no trial got ready in {timeout} s")
+
+
+def _trainers(marker: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info.get("cmdline") or [])
+        if "orchestrator.minigrpo" in cmdline and str(marker) in cmdline and "bash" not in cmdline:
+            found.append(proc)
+    return found
