@@ -85,12 +85,12 @@ def test_analyze_demo_states_each_effect_with_intervals(demo: Path, tmp_path: Pa
     markdown = (out / "report.md").read_text()
     assert "Design: one factor at a time over `kl`, `ent`; baseline kl=0, ent=0." in markdown
     assert (
-        "`kl`=0.01 vs `kl`=0 (baseline): collapse rate 0% [0%, 56%] vs 100% [44%, 100%], difference -100 [-100, -21] points"
+        "`kl`=0.01 vs `kl`=0 (baseline): collapse rate 0% [0%, 63%] vs 100% [37%, 100%], difference -100 [-100, -11] points"
         in markdown
     )
-    assert "| 0.01 | 3 | 0.71 [0.7, 0.72] | 0% [0%, 56%] (0/3) | not reached |" in markdown
-    assert "| 0 | 3 | 0.61 [0.6, 0.62] | 100% [44%, 100%] (3/3) | 70 |" in markdown
-    assert "`ent`=0.001 vs `ent`=0 (baseline): collapse rate 67% [21%, 94%] vs 100% [44%, 100%]" in markdown
+    assert "| 0.01 | 3 | 0.71 [0.685, 0.735] | 0% [0%, 63%] (0/3) | not reached |" in markdown
+    assert "| 0 | 3 | 0.61 [0.585, 0.635] | 100% [37%, 100%] (3/3) | 70 |" in markdown
+    assert "`ent`=0.001 vs `ent`=0 (baseline): collapse rate 67% [13%, 98%] vs 100% [37%, 100%]" in markdown
     assert "Warning: `ent`=0.001 and the baseline `ent`=0 cannot be told apart on the collapse rate" in markdown
     assert "Warning: `kl`" not in markdown
     assert "Best configuration (lowest collapse rate, then best mean best score): **kl=0.01, ent=0**" in markdown
@@ -98,7 +98,7 @@ def test_analyze_demo_states_each_effect_with_intervals(demo: Path, tmp_path: Pa
     summary = json.loads((out / "summary.json").read_text())
     kl = summary["factors"][0]
     assert [level["collapse_rate"]["estimate"] for level in kl["levels"]] == [1.0, 0.0]
-    assert kl["comparisons"][0]["collapse_rate_diff"]["method"] == "newcombe"
+    assert kl["comparisons"][0]["collapse_rate_diff"]["method"] == "newcombe-mid-p"
     assert {p.name for p in out.glob("*.png")} == {"validation.png", "signals.png", "effects.png", "survival.png"}
 
 

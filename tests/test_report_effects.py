@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import math
+import statistics
+from pathlib import Path
+
 import pytest
 
 from orchestrator.history import Point
-from orchestrator.report import RunInput, build_report, level_order, t_mean_ci, IntervalMethods
+from orchestrator.report import (
+    IntervalMethods,
+    RunInput,
+    bootstrap_mean_ci,
+    build_report,
+    level_order,
+    report_json,
+    seeds_to_separate_means,
+    write_report,
+)
 
 VAL = "val-core/demo/acc/mean@1"
 
@@ -100,8 +113,9 @@ def test_effects_with_one_seed_per_level_say_there_is_no_interval() -> None:
 
 
 def test_effects_use_the_given_interval_methods() -> None:
-    effects = build_report(OAT, methods=IntervalMethods(mean=t_mean_ci)).effects
-    assert effects.by_factor[0].levels[0].best_score.method == "t"
+    effects = build_report(OAT, methods=IntervalMethods(mean=bootstrap_mean_ci)).effects
+    assert effects.by_factor[0].levels[0].best_score.method == "bootstrap-bca"
+    assert build_report(OAT).effects.by_factor[0].levels[0].best_score.method == "t"
 
 
 @pytest.mark.parametrize(
@@ -110,3 +124,44 @@ def test_effects_use_the_given_interval_methods() -> None:
 )
 def test_level_order_is_numeric_when_it_can_be(levels: list[str], expected: list[str]) -> None:
     assert level_order(levels) == expected
+
+
+def test_warnings_give_the_seeds_that_would_separate_the_levels() -> None:
+    effects = build_report(OAT).effects
+    ent = effects.by_factor[1]
+    (comparison,) = ent.comparisons
+    # Best scores: ent=0.001 peaks 0.63, 0.59, 0.60 against the baseline's 0.60, 0.62, 0.61.
+    sd = math.sqrt((statistics.variance([0.63, 0.59, 0.60]) + statistics.variance([0.60, 0.62, 0.61])) / 2)
+    assert comparison.best_score_sd == pytest.approx(sd)
+    assert comparison.best_score_seeds == seeds_to_separate_means(0.60666666 - 0.61, sd) == 378
+    # Collapse rates 2/3 vs 3/3: Fleiss' formula by hand gives 18.4, so 19 seeds per level.
+    assert comparison.collapse_rate_seeds == 19
+    score, rate = [w for w in effects.warnings if "`ent`=0.001" in w]
+    assert "Seeds: about 378 per level would tell them apart" in score and "(sd 0.0163)" in score
+    assert score.index("includes 0") < score.index("Seeds:")
+    assert "Seeds: about 19 per level would tell them apart if the rates seen here (67% vs 100%) hold" in rate
+
+
+def test_warnings_say_when_no_number_of_seeds_follows_from_the_runs() -> None:
+    # Both levels collapse 1 of 3 runs and score alike: no difference to plan for.
+    runs = [
+        RunInput(f"{g}_s{s}", _history(60 if s == 1 else None, peak), {"g": g}, s)
+        for g in ("a", "b")
+        for s, peak in [(1, 0.60), (2, 0.62), (3, 0.61)]
+    ]
+    effects = build_report(runs).effects
+    (comparison,) = effects.by_factor[0].comparisons
+    assert (comparison.best_score_seeds, comparison.collapse_rate_seeds) == (None, None)
+    score, rate = effects.warnings
+    assert score.endswith("Seeds: these runs show no difference and spread to plan a number of seeds from.")
+    assert rate.endswith("Seeds: the collapse rates seen here are equal, so no number of seeds can be planned from them.")
+
+
+def test_report_prints_the_seeds_advice_next_to_the_warning(tmp_path: Path) -> None:
+    report = build_report(OAT)
+    files = write_report(report, tmp_path, with_figures=False)
+    text = files.markdown.read_text()
+    assert "Warning: `ent`=0.001 and the baseline `ent`=0 cannot be told apart on the collapse rate" in text
+    assert "Seeds: about 19 per level would tell them apart" in text
+    (ent,) = [f for f in report_json(report)["factors"] if f["factor"] == "ent"]
+    assert (ent["comparisons"][0]["best_score_seeds"], ent["comparisons"][0]["collapse_rate_seeds"]) == (378, 19)

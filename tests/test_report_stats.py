@@ -9,12 +9,21 @@ import pytest
 from scipy import stats
 
 from orchestrator.report import (
+    DEFAULT_METHODS,
     IntervalMethods,
     bootstrap_mean_ci,
     bootstrap_mean_diff_ci,
+    clopper_pearson_ci,
+    jeffreys_ci,
     kaplan_meier,
     logrank,
+    mid_p_ci,
     newcombe_diff_ci,
+    newcombe_exact_diff_ci,
+    newcombe_jeffreys_diff_ci,
+    newcombe_mid_p_diff_ci,
+    seeds_to_separate_means,
+    seeds_to_separate_rates,
     t_mean_ci,
     welch_diff_ci,
     wilson_ci,
@@ -184,6 +193,155 @@ def test_logrank_says_why_it_cannot_run(groups, note: str) -> None:  # noqa: ANN
 
 
 def test_interval_methods_are_swappable() -> None:
-    methods = IntervalMethods(mean=t_mean_ci, mean_diff=bootstrap_mean_diff_ci)
-    assert methods.mean([0.1, 0.2, 0.4]).method == "t"
+    methods = IntervalMethods(mean=bootstrap_mean_ci, rate=wilson_ci, mean_diff=bootstrap_mean_diff_ci)
+    assert methods.mean([0.1, 0.2, 0.4]).method == "bootstrap-bca"
     assert methods.rate(1, 3).method == "wilson"
+    assert methods.rate_diff(1, 3, 2, 3).method == "newcombe-mid-p"
+
+
+def test_default_methods_are_the_ones_the_coverage_study_validated() -> None:
+    # benchmarks/validity.py: the bootstrap mean and the Wilson-based intervals covered less than 90% at 3 seeds.
+    assert DEFAULT_METHODS.mean([0.1, 0.2, 0.4]).method == "t"
+    assert DEFAULT_METHODS.rate(1, 3).method == "mid-p"
+    assert DEFAULT_METHODS.mean_diff([0.1, 0.2, 0.4], [0.3, 0.5, 0.6]).method == "welch-t"
+    assert DEFAULT_METHODS.rate_diff(1, 3, 2, 3).method == "newcombe-mid-p"
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 3), (1, 3), (2, 3), (3, 3), (0, 5), (4, 5), (7, 20), (19, 20)])
+def test_clopper_pearson_ci_matches_scipy_exact(k: int, n: int) -> None:
+    expected = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    interval = clopper_pearson_ci(k, n)
+    assert interval.estimate == k / n and interval.method == "clopper-pearson"
+    assert interval.low == pytest.approx(expected.low, abs=1e-9)
+    assert interval.high == pytest.approx(expected.high, abs=1e-9)
+
+
+@pytest.mark.parametrize("n", [3, 5, 20])
+def test_clopper_pearson_ci_at_none_and_all_has_closed_form_bounds(n: int) -> None:
+    # At 0/n the upper bound solves (1 - p)^n = 0.025; at n/n the lower bound solves p^n = 0.025.
+    assert clopper_pearson_ci(0, n).high == pytest.approx(1 - 0.025 ** (1 / n), abs=1e-12)
+    assert clopper_pearson_ci(0, n).low == 0.0
+    assert clopper_pearson_ci(n, n).low == pytest.approx(0.025 ** (1 / n), abs=1e-12)
+    assert clopper_pearson_ci(n, n).high == 1.0
+
+
+def test_clopper_pearson_ci_covers_a_rare_rate_where_wilson_misses() -> None:
+    # 1 collapse in 3 runs of a level that collapses 5% of the time: Wilson's lower bound (6%) excludes 5%.
+    assert not wilson_ci(1, 3).contains(0.05)
+    assert clopper_pearson_ci(1, 3).contains(0.05)
+
+
+def test_clopper_pearson_ci_with_invalid_inputs() -> None:
+    with pytest.raises(ValueError, match="between 0 and n=3"):
+        clopper_pearson_ci(-1, 3)
+    assert clopper_pearson_ci(0, 0).note == "no runs" and not clopper_pearson_ci(0, 0).has_bounds
+
+
+@pytest.mark.parametrize(("k", "n"), [(1, 3), (2, 3), (1, 5), (4, 5), (7, 20)])
+def test_jeffreys_ci_is_the_equal_tailed_beta_posterior_interval(k: int, n: int) -> None:
+    low, high = stats.beta(k + 0.5, n - k + 0.5).interval(0.95)
+    interval = jeffreys_ci(k, n)
+    assert (interval.low, interval.high) == (pytest.approx(low, abs=1e-12), pytest.approx(high, abs=1e-12))
+    assert interval.method == "jeffreys"
+
+
+def test_jeffreys_ci_at_none_and_all_is_closed_at_the_edge() -> None:
+    assert jeffreys_ci(0, 3).low == 0.0 and jeffreys_ci(3, 3).high == 1.0
+    assert jeffreys_ci(0, 3).high == pytest.approx(stats.beta.ppf(0.975, 0.5, 3.5), abs=1e-12)
+
+
+@pytest.mark.parametrize(("k", "n"), [(1, 3), (2, 3), (0, 3), (3, 3), (1, 5), (4, 5), (7, 20)])
+def test_mid_p_ci_solves_its_defining_equations(k: int, n: int) -> None:
+    interval = mid_p_ci(k, n)
+    binom = stats.binom
+    if k > 0:
+        assert binom.sf(k, n, interval.low) + binom.pmf(k, n, interval.low) / 2 == pytest.approx(0.025, abs=1e-10)
+    else:
+        assert interval.low == 0.0
+    if k < n:
+        assert binom.cdf(k - 1, n, interval.high) + binom.pmf(k, n, interval.high) / 2 == pytest.approx(0.025, abs=1e-10)
+    else:
+        assert interval.high == 1.0
+
+
+def test_mid_p_ci_of_none_of_three_by_hand() -> None:
+    # At 0/n the upper bound solves (1 - p)^n / 2 = 0.025: 1 - 0.05^(1/3) for n = 3.
+    assert mid_p_ci(0, 3).high == pytest.approx(1 - 0.05 ** (1 / 3), abs=1e-12)
+    # Mid-p lies inside Clopper-Pearson (half of P(X = k) is left out of each tail).
+    cp, mid = clopper_pearson_ci(1, 3), mid_p_ci(1, 3)
+    assert cp.low < mid.low < 1 / 3 < mid.high < cp.high
+    with pytest.raises(ValueError, match="between 0 and n=3"):
+        mid_p_ci(4, 3)
+
+
+@pytest.mark.parametrize(
+    ("method", "rate"), [(newcombe_jeffreys_diff_ci, jeffreys_ci), (newcombe_mid_p_diff_ci, mid_p_ci), (newcombe_diff_ci, wilson_ci)]
+)
+def test_square_and_add_intervals_combine_their_rate_intervals(method, rate) -> None:  # noqa: ANN001
+    for k1, n1, k2, n2 in [(0, 3, 2, 3), (1, 3, 3, 3), (2, 5, 5, 5)]:
+        first, second = rate(k1, n1), rate(k2, n2)
+        p1, p2 = k1 / n1, k2 / n2
+        interval = method(k1, n1, k2, n2)
+        assert interval.low == pytest.approx(p1 - p2 - math.hypot(p1 - first.low, second.high - p2), abs=1e-12)
+        assert interval.high == pytest.approx(p1 - p2 + math.hypot(first.high - p1, p2 - second.low), abs=1e-12)
+
+
+@pytest.mark.parametrize(("k1", "n1", "k2", "n2"), [(0, 3, 2, 3), (0, 3, 3, 3), (1, 3, 1, 3), (2, 5, 5, 5), (7, 20, 19, 20)])
+def test_newcombe_exact_diff_ci_matches_the_formula_on_scipy_exact_limits(k1: int, n1: int, k2: int, n2: int) -> None:
+    first = stats.binomtest(k1, n1).proportion_ci(method="exact")
+    second = stats.binomtest(k2, n2).proportion_ci(method="exact")
+    p1, p2 = k1 / n1, k2 / n2
+    interval = newcombe_exact_diff_ci(k1, n1, k2, n2)
+    assert interval.estimate == pytest.approx(p1 - p2)
+    assert interval.low == pytest.approx(p1 - p2 - math.hypot(p1 - first.low, second.high - p2), abs=1e-9)
+    assert interval.high == pytest.approx(p1 - p2 + math.hypot(first.high - p1, p2 - second.low), abs=1e-9)
+    assert interval.method == "newcombe-exact" and interval.n == min(n1, n2)
+
+
+def test_newcombe_exact_diff_ci_covers_where_the_wilson_based_interval_misses() -> None:
+    # A remedy that never collapses (0/3) against a baseline that collapses 95% of the time, sampled as 2 of 3.
+    assert not newcombe_diff_ci(0, 3, 2, 3).contains(-0.95)
+    assert newcombe_exact_diff_ci(0, 3, 2, 3).contains(-0.95)
+    # Exact limits cannot separate 0/3 from 3/3 (Fisher's exact test gives p = 0.1); with 5 runs each they can.
+    assert newcombe_exact_diff_ci(0, 3, 3, 3).high > 0 and stats.fisher_exact([[0, 3], [3, 0]]).pvalue == pytest.approx(0.1)
+    assert newcombe_exact_diff_ci(0, 5, 5, 5).high < 0
+    assert newcombe_exact_diff_ci(0, 0, 1, 3).note == "a group has no runs"
+
+
+@pytest.mark.parametrize(("effect", "seeds"), [(0.5, 64), (0.8, 26), (1.0, 17), (2.0, 6)])
+def test_seeds_to_separate_means_matches_cohens_tables(effect: float, seeds: int) -> None:
+    # Two-sided 5% two-sample t test, 80% power: n per group for a standardised difference d (Cohen 1988, 2.4.1).
+    assert seeds_to_separate_means(effect, 1.0) == seeds
+    assert seeds_to_separate_means(-effect * 0.04, 0.04) == seeds
+
+
+def test_seeds_to_separate_means_reaches_the_power_it_promises() -> None:
+    n = seeds_to_separate_means(0.05, 0.06)
+    df = 2 * n - 2
+
+    def power(m: int) -> float:
+        crit = stats.t.ppf(0.975, 2 * m - 2)
+        nc = 0.05 / 0.06 * math.sqrt(m / 2)
+        return stats.nct.sf(crit, 2 * m - 2, nc) + stats.nct.cdf(-crit, 2 * m - 2, nc)
+
+    assert df > 0 and power(n) >= 0.8 > power(n - 1)
+
+
+@pytest.mark.parametrize(("difference", "sd"), [(0.0, 0.1), (0.1, 0.0), (math.nan, 0.1), (1e-4, 1.0)])
+def test_seeds_to_separate_means_without_an_answer(difference: float, sd: float) -> None:
+    # No difference, no spread, or more than 1000 seeds: no number to print.
+    assert seeds_to_separate_means(difference, sd) is None
+
+
+@pytest.mark.parametrize(("p1", "p2", "seeds"), [(0.5, 0.25, 58), (2 / 3, 1.0, 19), (0.0, 1.0, 2), (0.2, 0.6, 23)])
+def test_seeds_to_separate_rates_matches_fleiss_by_hand(p1: float, p2: float, seeds: int) -> None:
+    z_a, z_b = 1.959963984540054, 0.8416212335729143
+    pbar = (p1 + p2) / 2
+    by_hand = ((z_a * math.sqrt(2 * pbar * (1 - pbar)) + z_b * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))) / (p1 - p2)) ** 2
+    assert max(2, math.ceil(by_hand)) == seeds
+    assert seeds_to_separate_rates(p1, p2) == seeds == seeds_to_separate_rates(p2, p1)
+
+
+def test_seeds_to_separate_rates_without_an_answer() -> None:
+    assert seeds_to_separate_rates(1 / 3, 1 / 3) is None
+    assert seeds_to_separate_rates(0.50, 0.51) is None

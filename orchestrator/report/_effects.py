@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -14,12 +15,16 @@ from typing import Literal
 from orchestrator.collapse import Mode
 from orchestrator.report._stats import (
     DEFAULT_METHODS,
+    MAX_SEEDS,
+    POWER,
     Interval,
     IntervalMethods,
     LogRank,
     Survival,
     kaplan_meier,
     logrank,
+    seeds_to_separate_means,
+    seeds_to_separate_rates,
 )
 from orchestrator.report._summary import RunSummary
 
@@ -87,6 +92,10 @@ class Comparison:
         baseline: The baseline level.
         best_score_diff: mean best score of the level minus the baseline's, with its interval.
         collapse_rate_diff: collapse rate of the level minus the baseline's, with its interval.
+        best_score_sd: The pooled standard deviation of the two levels' best scores (None with fewer than 2 each).
+        best_score_seeds: Seeds per level at which the observed best-score difference and spread would be
+            detected (80% power, two-sided 5% t test); None when no number can be planned from them.
+        collapse_rate_seeds: The same for the observed collapse rates (Fleiss' formula).
     """
 
     factor: str
@@ -94,6 +103,9 @@ class Comparison:
     baseline: str
     best_score_diff: Interval
     collapse_rate_diff: Interval
+    best_score_sd: float | None = None
+    best_score_seeds: int | None = None
+    collapse_rate_seeds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -295,13 +307,29 @@ def _compare(
         names = set(g.runs)
         return [s.best_score for s in runs if s.run in names and s.best_score is not None]
 
+    a, b = scores(group), scores(reference)
+    best_score_diff = methods.mean_diff(a, b)
+    sd = _pooled_sd(a, b)
+    rate, base_rate = group.collapse_rate.estimate, reference.collapse_rate.estimate
     return Comparison(
         factor=factor,
         level=group.levels[factor],
         baseline=reference.levels[factor],
-        best_score_diff=methods.mean_diff(scores(group), scores(reference)),
+        best_score_diff=best_score_diff,
         collapse_rate_diff=methods.rate_diff(group.n_collapsed, group.n_rate, reference.n_collapsed, reference.n_rate),
+        best_score_sd=sd,
+        best_score_seeds=None if sd is None else seeds_to_separate_means(best_score_diff.estimate, sd),
+        collapse_rate_seeds=seeds_to_separate_rates(rate, base_rate),
     )
+
+
+def _pooled_sd(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Return sqrt((var(a) + var(b)) / 2), the spread a power calculation with equal seeds per level assumes."""
+    finite_a, finite_b = [v for v in a if math.isfinite(v)], [v for v in b if math.isfinite(v)]
+    # Fewer than 2 values in a level: no spread to measure.
+    if len(finite_a) < 2 or len(finite_b) < 2:
+        return None
+    return math.sqrt((statistics.variance(finite_a) + statistics.variance(finite_b)) / 2)
 
 
 def _interactions(
@@ -341,7 +369,8 @@ def _warnings(effect: FactorEffects) -> list[str]:
             found.append(
                 f"{pair} cannot be told apart on the best score: "
                 f"{_overlap_phrase(group.best_score, reference.best_score)}, and the difference's interval "
-                f"{_interval_phrase(comparison.best_score_diff)} includes 0 ({counts})."
+                f"{_interval_phrase(comparison.best_score_diff)} includes 0 ({counts}). "
+                + _best_score_seeds_sentence(comparison)
             )
         # Neither level collapsed at all: the rates (0/n) say so; there is no difference to doubt.
         if group.n_collapsed == 0 and reference.n_collapsed == 0:
@@ -350,9 +379,37 @@ def _warnings(effect: FactorEffects) -> list[str]:
             found.append(
                 f"{pair} cannot be told apart on the collapse rate: "
                 f"{_overlap_phrase(group.collapse_rate, reference.collapse_rate, 100.0)}, and the difference's "
-                f"interval {_interval_phrase(comparison.collapse_rate_diff, 100.0)} includes 0 ({counts})."
+                f"interval {_interval_phrase(comparison.collapse_rate_diff, 100.0)} includes 0 ({counts}). "
+                + _collapse_rate_seeds_sentence(comparison, group, reference)
             )
     return found
+
+
+_POWER_PHRASE = f"{POWER:.0%} power, two-sided 5% test"
+
+
+def _best_score_seeds_sentence(comparison: Comparison) -> str:
+    """Return the seeds advice for a best-score difference the data cannot resolve, as one sentence."""
+    diff, sd, n = comparison.best_score_diff.estimate, comparison.best_score_sd, comparison.best_score_seeds
+    # No spread measured (one run, identical values) or no difference: nothing to plan from.
+    if sd is None or sd == 0 or not math.isfinite(diff) or diff == 0:
+        return "Seeds: these runs show no difference and spread to plan a number of seeds from."
+    seen = f"the difference ({diff:+.3g}) and spread (sd {sd:.3g}) seen here"
+    if n is None:
+        return f"Seeds: more than {MAX_SEEDS} per level would be needed to tell them apart at {seen} ({_POWER_PHRASE})."
+    return f"Seeds: about {n} per level would tell them apart if {seen} hold ({_POWER_PHRASE})."
+
+
+def _collapse_rate_seeds_sentence(comparison: Comparison, group: GroupStats, reference: GroupStats) -> str:
+    """Return the seeds advice for a collapse-rate difference the data cannot resolve, as one sentence."""
+    rate, base_rate, n = group.collapse_rate.estimate, reference.collapse_rate.estimate, comparison.collapse_rate_seeds
+    # Equal rates: no difference to plan for.
+    if not (math.isfinite(rate) and math.isfinite(base_rate)) or rate == base_rate:
+        return "Seeds: the collapse rates seen here are equal, so no number of seeds can be planned from them."
+    seen = f"the rates seen here ({rate:.0%} vs {base_rate:.0%})"
+    if n is None:
+        return f"Seeds: more than {MAX_SEEDS} per level would be needed to tell them apart at {seen} ({_POWER_PHRASE})."
+    return f"Seeds: about {n} per level would tell them apart if {seen} hold ({_POWER_PHRASE})."
 
 
 def _overlap_phrase(a: Interval, b: Interval, scale: float = 1.0) -> str:

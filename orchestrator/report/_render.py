@@ -348,17 +348,22 @@ def _figures_section(names: Sequence[str]) -> list[_Block]:
 
 
 _METHODS = (
-    "Mean best score: the mean over runs (seeds) with a 95% bootstrap interval (scipy, BCa, else percentile); with "
-    "3 values it cannot be wider than their range, so read it as optimistic.",
-    "Collapse rate: collapsed runs over runs that either collapsed or ran to their end, with Wilson's score "
-    "interval (a bootstrap of 0/3 would be the point [0, 0]). Runs stopped by ASHA before collapsing are left out "
-    "of the rate: they neither collapsed nor survived to the end.",
-    "Differences from the baseline: Welch's t interval for mean best scores, Newcombe's hybrid score interval for "
-    "collapse rates.",
+    "Mean best score: the mean over runs (seeds) with Student's t 95% interval. A bootstrap interval cannot be "
+    "wider than the range of 3 values and covered the 20-seed mean in only 72% of 3-seed samples "
+    "(benchmarks/results/validity.md); t's covers it in at least 90%.",
+    "Collapse rate: collapsed runs over runs that either collapsed or ran to their end, with the mid-p interval "
+    "(Clopper-Pearson's exact interval with half the probability of the observed count): Wilson's misses a true "
+    "rate near 0% or 100% whenever 1 of 3 runs differs. Runs stopped by ASHA before collapsing are left out of the "
+    "rate: they neither collapsed nor survived to the end.",
+    "Differences from the baseline: Welch's t interval for mean best scores; for collapse rates Newcombe's "
+    "square-and-add interval built from the two mid-p intervals. With 3 runs per level only 0/3 against 3/3 can be "
+    "told apart.",
     "Steps to collapse: Kaplan-Meier (lifelines). A collapsed run's event is its onset step; a run that ended "
     "without collapsing is censored at its last step, one stopped by ASHA at its stop step. The median is "
     "'not reached' while fewer than half the runs collapsed. Levels are compared with the log-rank test.",
-    "A level 'cannot be told apart' from the baseline when the 95% interval of the difference includes 0.",
+    "A level 'cannot be told apart' from the baseline when the 95% interval of the difference includes 0; the "
+    "warning then says how many seeds per level would tell them apart if the difference and spread seen hold (80% "
+    "power, two-sided 5% test: the t test's exact power for best scores, Fleiss' formula for collapse rates).",
 )
 
 
@@ -494,6 +499,8 @@ def _factor_json(effect: FactorEffects) -> dict[str, Any]:
                 "baseline": c.baseline,
                 "best_score_diff": c.best_score_diff.to_dict(),
                 "collapse_rate_diff": c.collapse_rate_diff.to_dict(),
+                "best_score_seeds": c.best_score_seeds,
+                "collapse_rate_seeds": c.collapse_rate_seeds,
             }
             for c in effect.comparisons
         ],
