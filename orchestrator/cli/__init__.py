@@ -6,11 +6,14 @@ import typer
 
 from orchestrator.cli import _console
 from orchestrator.cli.analyze import analyze
+from orchestrator.cli.cancel import cancel
 from orchestrator.cli.plan import plan
 from orchestrator.cli.replay import replay
 from orchestrator.cli.report import report
 from orchestrator.cli.run import run
+from orchestrator.cli.serve import serve
 from orchestrator.cli.status import status
+from orchestrator.cli.submit import submit
 
 app = typer.Typer(
     name="ablate",
@@ -36,6 +39,9 @@ app.command(name="status")(status)
 app.command(name="report")(report)
 app.command(name="analyze")(analyze)
 app.command(name="replay")(replay)
+app.command(name="serve")(serve)
+app.command(name="submit")(submit)
+app.command(name="cancel")(cancel)
 
 
 def main() -> None:

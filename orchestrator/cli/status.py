@@ -1,4 +1,7 @@
-"""`ablate status [SWEEP_DIR]`: each trial's status, step, best and stop reason, from the sweep store."""
+"""`ablate status [SWEEP_DIR]`: each trial's status, step, best and stop reason, from the sweep store.
+
+With `--server URL`, the same from an `ablate serve` service: its sweeps, or one sweep's trials.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +11,24 @@ import typer
 from rich.table import Table
 
 from orchestrator.cli import _console
+from orchestrator.cli._server import SERVER_OPTION, TOKEN_FILE_OPTION, server_status
 
 
 def status(
-    sweep_dir: Path = typer.Argument(None, metavar="SWEEP_DIR", help="A sweep directory (default: the only one under runs/)."),
+    sweep_dir: Path = typer.Argument(
+        None, metavar="SWEEP_DIR", help="A sweep directory (default: the only one under runs/); with --server, a sweep id."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the trials as JSON."),
+    server: str = SERVER_OPTION,
+    token_file: Path = TOKEN_FILE_OPTION,
 ) -> None:
-    """Show every trial of a sweep: status, step, best score and step, and why it stopped."""
+    """Show every trial of a sweep: status, step, best score and step, and why it stopped.
+
+    With --server: the service's sweeps, or, given a sweep id, that sweep's trials.
+    """
+    if server is not None:
+        server_status(server, token_file, None if sweep_dir is None else str(sweep_dir), json_out)
+        return
     from orchestrator.engine import DB_NAME, trial_rows
     from orchestrator.errors import StoreError
     from orchestrator.store import SQLiteStore

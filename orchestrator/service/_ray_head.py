@@ -1,0 +1,59 @@
+"""The service's Ray cluster: `python -m orchestrator.service._ray_head [--cpus N] [--gpus N]`.
+
+Starts a local Ray head (token authentication, the token from `RAY_AUTH_TOKEN`), prints one JSON line with its
+address and resources, then holds it until standard input reaches end-of-file (the service closed the pipe, or
+exited) or SIGTERM arrives, and shuts it down: Ray's processes and the trial workers go with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+
+
+def main(argv: list[str]) -> None:
+    """Start the head, report it on stdout, hold it until stdin closes."""
+    parser = argparse.ArgumentParser(prog="orchestrator.service._ray_head")
+    parser.add_argument("--cpus", type=int, default=None)
+    parser.add_argument("--gpus", type=int, default=None)
+    args = parser.parse_args(argv)
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    import ray
+
+    # "local": always a new cluster, never one that `ray start` left running on this machine.
+    ray.init(
+        address="local",
+        num_cpus=args.cpus,
+        num_gpus=args.gpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+    )
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+
+    def watch() -> None:
+        try:
+            while os.read(0, 4096):
+                pass
+        except (OSError, ValueError):
+            pass
+        done.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    address = ray.get_runtime_context().gcs_address
+    resources = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
+    print(json.dumps({"address": address, "resources": resources, "pid": os.getpid()}), flush=True)
+    while not done.wait(1.0):
+        pass
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
