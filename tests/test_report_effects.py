@@ -10,11 +10,16 @@ import pytest
 
 from orchestrator.history import Point
 from orchestrator.report import (
+    ASHA_STOP,
+    DEFAULT_METHODS,
     IntervalMethods,
     RunInput,
     bootstrap_mean_ci,
     build_report,
     level_order,
+    mid_p_ci,
+    newcombe_mid_p_diff_ci,
+    rate_with_asha_bounds,
     report_json,
     seeds_to_separate_means,
     write_report,
@@ -165,3 +170,53 @@ def test_report_prints_the_seeds_advice_next_to_the_warning(tmp_path: Path) -> N
     assert "Seeds: about 19 per level would tell them apart" in text
     (ent,) = [f for f in report_json(report)["factors"] if f["factor"] == "ent"]
     assert (ent["comparisons"][0]["best_score_seeds"], ent["comparisons"][0]["collapse_rate_seeds"]) == (378, 19)
+
+
+def _asha_runs() -> list[RunInput]:
+    # Level kl=0: one collapse, one healthy run, one stopped by ASHA at step 40; kl=0.01: three healthy runs.
+    return [
+        RunInput("kl0_s1", _history(65, 0.6), {"kl": "0"}, 1),
+        RunInput("kl0_s2", _history(None, 0.6), {"kl": "0"}, 2),
+        RunInput("kl0_s3", _history(None, 0.6, steps=40), {"kl": "0"}, 3, stop_reason=ASHA_STOP, stop_step=40),
+        *(RunInput(f"kl0.01_s{s}", _history(None, 0.7), {"kl": "0.01"}, s) for s in (1, 2, 3)),
+    ]
+
+
+def test_asha_stops_widen_the_collapse_rate_interval_to_every_outcome() -> None:
+    effect = build_report(_asha_runs()).effects.by_factor[0]
+    base = effect.levels[0]
+    assert (base.n_collapsed, base.n_asha, base.n_rate) == (1, 1, 2)
+    rate = base.collapse_rate
+    # The estimate leaves the stopped run out (1 of 2); the bounds count it as survived (1/3) and as collapsed (2/3).
+    assert rate.estimate == 0.5
+    assert rate.low == pytest.approx(mid_p_ci(1, 3).low) and rate.high == pytest.approx(mid_p_ci(2, 3).high)
+    assert rate.method == "mid-p, ASHA bounds" and "1 of 3 runs were stopped by ASHA" in rate.note
+    (comparison,) = effect.comparisons
+    diff = comparison.collapse_rate_diff
+    assert diff.estimate == pytest.approx(0 - 0.5)
+    # Lower bound: the baseline's stopped run counted as collapsed (0/3 vs 2/3); upper: as survived (0/3 vs 1/3).
+    assert diff.low == pytest.approx(newcombe_mid_p_diff_ci(0, 3, 2, 3).low)
+    assert diff.high == pytest.approx(newcombe_mid_p_diff_ci(0, 3, 1, 3).high)
+    # The level without ASHA stops keeps the ordinary interval.
+    assert effect.levels[1].collapse_rate == mid_p_ci(0, 3)
+
+
+def test_rate_with_asha_bounds_covers_every_way_the_stopped_runs_could_end() -> None:
+    methods = DEFAULT_METHODS
+    for n_collapsed, n_runs, n_asha in [(0, 3, 3), (1, 5, 2), (2, 3, 1)]:
+        interval = rate_with_asha_bounds(methods, n_collapsed, n_runs, n_asha)
+        for extra in range(n_asha + 1):
+            outcome = methods.rate(n_collapsed + extra, n_runs)
+            assert interval.low <= outcome.low and outcome.high <= interval.high
+    # Every run stopped: no estimate, but the interval still says what is possible.
+    everything = rate_with_asha_bounds(methods, 0, 3, 3)
+    assert math.isnan(everything.estimate) and (everything.low, everything.high) == (0.0, 1.0)
+
+
+def test_asha_stops_get_a_warning_about_their_bounds_and_the_survival_curve() -> None:
+    warnings = build_report(_asha_runs()).effects.warnings
+    (asha,) = [w for w in warnings if "stopped by ASHA" in w]
+    assert asha.startswith("`kl`=0: 1 of 3 runs were stopped by ASHA before collapsing.")
+    low, high = mid_p_ci(1, 3).low, mid_p_ci(2, 3).high
+    assert f"[{low * 100:.0f}%, {high * 100:.0f}%] spans every way they could have ended" in asha
+    assert not any("stopped by ASHA" in w for w in build_report(OAT).effects.warnings)

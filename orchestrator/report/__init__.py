@@ -20,6 +20,8 @@ from orchestrator.report._effects import (
     InteractionTable,
     compute_effects,
     level_order,
+    rate_diff_with_asha_bounds,
+    rate_with_asha_bounds,
 )
 from orchestrator.report._render import ReportFiles, report_json, trials_frame, write_report
 from orchestrator.report._stats import (
@@ -90,6 +92,8 @@ __all__ = [
     "newcombe_exact_diff_ci",
     "newcombe_jeffreys_diff_ci",
     "newcombe_mid_p_diff_ci",
+    "rate_diff_with_asha_bounds",
+    "rate_with_asha_bounds",
     "report_json",
     "seeds_to_separate_means",
     "seeds_to_separate_rates",

@@ -37,6 +37,8 @@ __all__ = [
     "InteractionTable",
     "compute_effects",
     "level_order",
+    "rate_diff_with_asha_bounds",
+    "rate_with_asha_bounds",
 ]
 
 Design = Literal["none", "single", "one_at_a_time", "grid", "other"]
@@ -52,7 +54,8 @@ class GroupStats:
         runs: The runs' names.
         best_score: The mean best score with its interval.
         collapse_rate: Collapsed / (collapsed + ran to their end without collapsing), with its interval. Runs
-            ASHA stopped before they collapsed are left out: they neither collapsed nor survived to the end.
+            ASHA stopped before they collapsed are left out of the estimate: they neither collapsed nor survived to
+            the end. They widen the interval instead (`rate_with_asha_bounds`).
         n_collapsed: How many runs collapsed.
         n_asha: How many runs ASHA stopped before they collapsed.
         survival: Kaplan-Meier of steps until collapse (ASHA stops censored at their step).
@@ -264,7 +267,7 @@ def _group(runs: Sequence[RunSummary], levels: Mapping[str, str], methods: Inter
         levels=dict(levels),
         runs=tuple(s.run for s in members),
         best_score=methods.mean(scores),
-        collapse_rate=methods.rate(n_collapsed, len(members) - n_asha),
+        collapse_rate=rate_with_asha_bounds(methods, n_collapsed, len(members), n_asha),
         n_collapsed=n_collapsed,
         n_asha=n_asha,
         survival=kaplan_meier([t for t, _ in times], [e for _, e in times]),
@@ -316,11 +319,58 @@ def _compare(
         level=group.levels[factor],
         baseline=reference.levels[factor],
         best_score_diff=best_score_diff,
-        collapse_rate_diff=methods.rate_diff(group.n_collapsed, group.n_rate, reference.n_collapsed, reference.n_rate),
+        collapse_rate_diff=rate_diff_with_asha_bounds(methods, group, reference),
         best_score_sd=sd,
         best_score_seeds=None if sd is None else seeds_to_separate_means(best_score_diff.estimate, sd),
         collapse_rate_seeds=seeds_to_separate_rates(rate, base_rate),
     )
+
+
+def rate_with_asha_bounds(methods: IntervalMethods, n_collapsed: int, n_runs: int, n_asha: int) -> Interval:
+    """Return the collapse rate of a group with its interval, widened for runs ASHA stopped before they collapsed.
+
+    The estimate leaves the stopped runs out (collapsed / runs that collapsed or ran to their end). ASHA does not
+    stop runs at random (with `signal: best` it keeps early peakers, which are the runs that collapse), so neither
+    leaving them out nor counting them as survivors is unbiased. The interval therefore spans both extremes: from
+    the lower bound with every stopped run counted as survived to the upper bound with every one counted as
+    collapsed, which covers the true rate whatever the stopped runs would have done.
+
+    Args:
+        methods: The interval methods (`methods.rate` gives each bound).
+        n_collapsed: Runs that collapsed.
+        n_runs: All runs of the group.
+        n_asha: Runs ASHA stopped before they collapsed.
+    """
+    inner = methods.rate(n_collapsed, n_runs - n_asha)
+    # No ASHA stop: the ordinary interval.
+    if n_asha == 0:
+        return inner
+    low = methods.rate(n_collapsed, n_runs).low
+    high = methods.rate(n_collapsed + n_asha, n_runs).high
+    note = (
+        f"{n_asha} of {n_runs} runs were stopped by ASHA before collapsing: the interval runs from counting them "
+        "as survived to counting them as collapsed"
+    )
+    return Interval(inner.estimate, low, high, f"{inner.method}, ASHA bounds", n_runs - n_asha, note)
+
+
+def rate_diff_with_asha_bounds(methods: IntervalMethods, group: GroupStats, reference: GroupStats) -> Interval:
+    """Return group's collapse rate minus reference's, with the interval widened for ASHA stops in either.
+
+    The estimate leaves the stopped runs out; the lower bound counts the group's stopped runs as survived and the
+    reference's as collapsed, the upper bound the other way round (see `rate_with_asha_bounds`).
+    """
+    inner = methods.rate_diff(group.n_collapsed, group.n_rate, reference.n_collapsed, reference.n_rate)
+    # No ASHA stop on either side: the ordinary interval.
+    if group.n_asha == 0 and reference.n_asha == 0:
+        return inner
+    low = methods.rate_diff(group.n_collapsed, group.n_runs, reference.n_collapsed + reference.n_asha, reference.n_runs).low
+    high = methods.rate_diff(group.n_collapsed + group.n_asha, group.n_runs, reference.n_collapsed, reference.n_runs).high
+    note = (
+        f"{group.n_asha + reference.n_asha} runs were stopped by ASHA before collapsing: the interval spans every way "
+        "they could have ended"
+    )
+    return Interval(inner.estimate, low, high, f"{inner.method}, ASHA bounds", min(group.n_rate, reference.n_rate), note)
 
 
 def _pooled_sd(a: Sequence[float], b: Sequence[float]) -> float | None:
@@ -358,9 +408,16 @@ def _best(configurations: Sequence[GroupStats], mode: Mode) -> GroupStats | None
 
 
 def _warnings(effect: FactorEffects) -> list[str]:
-    """Return a sentence for each level the data cannot tell apart from the baseline."""
+    """Return a sentence for each level the data cannot tell apart from the baseline, and for each ASHA-censored one."""
     groups = {g.levels[effect.factor]: g for g in effect.levels}
-    found: list[str] = []
+    found: list[str] = [
+        f"`{effect.factor}`={level}: {g.n_asha} of {g.n_runs} runs were stopped by ASHA before collapsing. Its "
+        f"collapse-rate interval {_interval_phrase(g.collapse_rate, 100.0)} spans every way they could have ended; "
+        "its survival curve and median steps to collapse assume the stops were unrelated to collapse, which ASHA "
+        "does not guarantee (it keeps the runs that peak early)."
+        for level, g in groups.items()
+        if g.n_asha
+    ]
     for comparison in effect.comparisons:
         group, reference = groups[comparison.level], groups[comparison.baseline]
         pair = f"`{effect.factor}`={comparison.level} and the baseline `{effect.factor}`={comparison.baseline}"
@@ -403,8 +460,11 @@ def _best_score_seeds_sentence(comparison: Comparison) -> str:
 def _collapse_rate_seeds_sentence(comparison: Comparison, group: GroupStats, reference: GroupStats) -> str:
     """Return the seeds advice for a collapse-rate difference the data cannot resolve, as one sentence."""
     rate, base_rate, n = group.collapse_rate.estimate, reference.collapse_rate.estimate, comparison.collapse_rate_seeds
+    # A rate without runs (every run stopped by ASHA): nothing to plan from.
+    if not (math.isfinite(rate) and math.isfinite(base_rate)):
+        return "Seeds: a level has no run that collapsed or ran to its end, so no number of seeds can be planned."
     # Equal rates: no difference to plan for.
-    if not (math.isfinite(rate) and math.isfinite(base_rate)) or rate == base_rate:
+    if rate == base_rate:
         return "Seeds: the collapse rates seen here are equal, so no number of seeds can be planned from them."
     seen = f"the rates seen here ({rate:.0%} vs {base_rate:.0%})"
     if n is None:

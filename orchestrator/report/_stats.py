@@ -7,6 +7,7 @@ give an interval (one value, no spread) in `Interval.note` instead of returning 
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -350,13 +351,20 @@ def mid_p_ci(k: int, n: int, confidence: float = CONFIDENCE) -> Interval:
     Raises:
         ValueError: If k is not between 0 and n.
     """
-    from scipy.optimize import brentq
-
     if not 0 <= k <= n:
         raise ValueError(f"`k` must be between 0 and n={n} but got {k}.")
     # No trials: no rate.
     if n == 0:
         return Interval(math.nan, None, None, "mid-p", 0, "no runs")
+    low, high = _mid_p_bounds(k, n, confidence)
+    return Interval(k / n, low, high, "mid-p", n)
+
+
+@functools.lru_cache(maxsize=4096)
+def _mid_p_bounds(k: int, n: int, confidence: float) -> tuple[float, float]:
+    """Return the mid-p bounds (cached: each is a root search, and a report asks for the same few counts)."""
+    from scipy.optimize import brentq
+
     tail = (1.0 - confidence) / 2
 
     def upper_tail(p: float) -> float:
@@ -367,7 +375,7 @@ def mid_p_ci(k: int, n: int, confidence: float = CONFIDENCE) -> Interval:
 
     low = 0.0 if k == 0 else float(brentq(upper_tail, 0.0, 1.0, xtol=1e-14))
     high = 1.0 if k == n else float(brentq(lower_tail, 0.0, 1.0, xtol=1e-14))
-    return Interval(k / n, low, high, "mid-p", n)
+    return low, high
 
 
 def newcombe_diff_ci(k1: int, n1: int, k2: int, n2: int, confidence: float = CONFIDENCE) -> Interval:
