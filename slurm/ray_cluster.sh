@@ -5,7 +5,12 @@
 # After `start_ray_cluster`, RAY_ADDRESS points at the head, and `ray.init()` (ablate, verl) joins the cluster.
 #
 # Settings (environment): RAY_PORT (default 6379), ABLATE_RAY_CPUS / ABLATE_RAY_GPUS (per node; default what
-# Slurm allocated on the node), ABLATE_RAY_WAIT_S (how long to wait for every node to join, default 180).
+# Slurm allocated on the node), ABLATE_RAY_WAIT_S (how long to wait for every node to join, default 180),
+# ABLATE_RAY_HEAD_IP (default: the head node's `hostname --ip-address`).
+#
+# `ray start` (Ray >= 2.52) turns token authentication on and writes the token to ~/.ray/auth_token; the clients
+# in the job connect with RAY_AUTH_MODE=token (exported here). Every node must see that file: a shared $HOME, or
+# RAY_AUTH_TOKEN_PATH on a shared filesystem.
 
 start_ray_cluster() {
     local port="${RAY_PORT:-6379}"
@@ -16,7 +21,8 @@ start_ray_cluster() {
     mapfile -t nodes < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
     n_nodes="${#nodes[@]}"
     head="${nodes[0]}"
-    head_ip="$(srun --overlap --nodes=1 --ntasks=1 -w "$head" hostname --ip-address | awk '{print $1}')"
+    head_ip="${ABLATE_RAY_HEAD_IP:-$(srun --overlap --nodes=1 --ntasks=1 -w "$head" hostname --ip-address | awk '{print $1}')}"
+    export RAY_AUTH_MODE="${RAY_AUTH_MODE:-token}"
     export RAY_ADDRESS="${head_ip}:${port}"
     echo "ablate: Ray head on ${head} (${RAY_ADDRESS}), ${n_nodes} node(s), ${cpus} CPU(s) and ${gpus} GPU(s) each"
     srun --overlap --nodes=1 --ntasks=1 -w "$head" \
@@ -28,7 +34,7 @@ start_ray_cluster() {
             ray start --address="$RAY_ADDRESS" --num-cpus="$cpus" --num-gpus="$gpus" --block &
     done
     local deadline=$((SECONDS + wait_s))
-    until [ "$(python -c 'import ray; ray.init(address="auto", logging_level="ERROR"); print(len([n for n in ray.nodes() if n["Alive"]]))' 2>/dev/null)" = "$n_nodes" ]; do
+    until [ "$(python -c 'import ray; ray.init(logging_level="ERROR"); print(len([n for n in ray.nodes() if n["Alive"]]))' 2>/dev/null)" = "$n_nodes" ]; do
         if [ "$SECONDS" -ge "$deadline" ]; then
             echo "ablate: not every node joined the Ray cluster within ${wait_s} s" >&2
             return 1
