@@ -28,6 +28,7 @@ from orchestrator.history import Point, default_objective, is_validation_metric,
 from orchestrator.launchers import LocalLauncher, Status
 from orchestrator.launchers.slurm import SlurmJobs, SlurmLauncher, SlurmOptions, cancel, check_sbatch, check_slurm_path
 from orchestrator.readers import JsonlTail, read_jsonl
+from orchestrator.search import BEST, search_template
 from orchestrator.spec import SweepSpec
 from orchestrator.store import SQLiteStore
 from orchestrator.trainers import RunContext, get_trainer
@@ -37,6 +38,8 @@ SPEC_NAME = "spec.yaml"
 TUNE_DIR = "tune"
 EXPERIMENT = "experiment"
 SIGNAL = "signal"
+STORE_ID = "ablate_trial_id"
+"""The result key that carries a trial's store id (Tune fills `trial_id` with its own)."""
 """The metric reported to Tune for ASHA: best-so-far or an EMA of the objective (never NaN)."""
 TERMINAL = ("completed", "stopped", "failed", "cancelled")
 PROXY_CPUS = 0.01
@@ -62,6 +65,8 @@ class SweepSettings:
     poll_s: float = 0.5
     stop_grace_s: float = 10.0
     wandb: dict[str, Any] | None = None
+    search_template: Trial | None = None
+    """For a search: the configuration its samples vary (`orchestrator.search.search_template`)."""
     slurm: SlurmOptions | None = None
     """Set for `cluster: slurm`: each attempt is an sbatch job asking for this."""
     requeue: bool = True
@@ -93,6 +98,7 @@ class SweepSettings:
             signal=asha.signal if asha else "best",
             ema_alpha=asha.ema_alpha if asha else 0.5,
             poll_s=poll_s,
+            search_template=None if spec.search is None else search_template(spec),
             wandb=None if wandb is None or wandb.mode == "disabled" else wandb.model_dump(),
             slurm=None if spec.cluster == "local" else SlurmOptions.from_spec(spec),
             requeue=True if spec.cluster == "local" else spec.cluster.slurm.requeue,
@@ -148,6 +154,7 @@ class TrialRun:
         self._objective: str | None = None if settings.objective == "auto" else settings.objective
         self._rules: list[Any] | None = None
         self._signal = _Signal(settings.signal, settings.mode, settings.ema_alpha)
+        self._best_so_far = _Signal("best", settings.mode, 1.0)
         self._history: dict[int, Point] = {}
         self._best: tuple[int, float] | None = None
         self._wandb: Any = None
@@ -322,9 +329,12 @@ class TrialRun:
 
     def _report_eval(self, step: int, score: float) -> None:
         signal = self._signal.update(score)
-        metrics: dict[str, Any] = {"step": step, "trial_name": self._record.name}
+        metrics: dict[str, Any] = {"step": step, "trial_name": self._record.name, STORE_ID: self._record.id}
         if math.isfinite(score):
             metrics["objective"] = score
+        best = self._best_so_far.update(score)
+        if best is not None:
+            metrics[BEST] = best  # what a search's Optuna is told: the best so far, also for a pruned trial
         if signal is not None:
             metrics[SIGNAL] = signal  # NaN never reaches ASHA: the key is left out until there is a finite value
         self._report(metrics)
@@ -368,6 +378,7 @@ class TrialRun:
             if score is not None:
                 self._note_best(point.step, score)
                 self._signal.update(score)
+                self._best_so_far.update(score)
 
     # ---- wandb -----------------------------------------------------------------------------------------------
 
@@ -431,12 +442,37 @@ def _record_checkpoints(store: SQLiteStore, trial_id: str, result: SweepResult) 
 
 
 def run_trial(config: dict[str, Any], settings: SweepSettings) -> None:
-    """The Tune function trainable: run one attempt of the trial `config["trial_id"]`."""
+    """The Tune function trainable: run one attempt of the trial `config["trial_id"]` (or of a search's sample)."""
     import ray
     from ray import tune
 
+    trial_id = config.get("trial_id")
+    report: Callable[[dict[str, Any]], None] = tune.report
+    if trial_id is None:
+        # A search's sample: `config` holds the sampled overrides. OptunaSearch reads `BEST` from every result,
+        # so results without a finite best so far are held back.
+        trial_id = _register_search_trial(config, settings)
+
+        def report_best(metrics: dict[str, Any]) -> None:
+            if BEST in metrics:
+                tune.report(metrics)
+
+        report = report_best
+
     gpus = [str(g) for g in ray.get_gpu_ids()] if ray.is_initialized() else []
-    TrialRun(settings, config["trial_id"], report=tune.report, gpus=gpus or None).run()
+    TrialRun(settings, trial_id, report=report, gpus=gpus or None).run()
+
+
+def _register_search_trial(config: dict[str, Any], settings: SweepSettings) -> str:
+    """Turn a search's sampled overrides into its trial, register it in the store, and return its id."""
+    from orchestrator.search import search_trial
+
+    assert settings.search_template is not None
+    trial = search_trial(settings.search_template, settings.backend, config)
+    with SQLiteStore(settings.db_path) as store:
+        if store.create_trials(settings.project, [trial]):
+            store.set_trial_status(trial.id, "queued")
+    return trial.id
 
 
 # ----------------------------------------------------------------------------------------------- the driver side
@@ -454,10 +490,14 @@ class SweepOutcome:
 def prepare_sweep(spec: SweepSpec, spec_text: str, sweep_dir: Path) -> tuple[SQLiteStore, list[Trial]]:
     """Create (or reopen) the sweep directory and store; refuse a directory started from a different spec."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    trials = expand(spec).trials
+    # A search's trials are sampled as it runs: each registers itself (`_register_search_trial`).
+    trials = expand(spec).trials if spec.search is None else []
     store = SQLiteStore(sweep_dir / DB_NAME)
     existing = {s.id for s in store.list_sweeps()}
-    if spec.name in existing:
+    if spec.name in existing and spec.search is not None:
+        if store.get_sweep(spec.name).spec != spec_text:
+            raise AblateError(f"{sweep_dir} holds search `{spec.name}` from another spec; use another --out")
+    elif spec.name in existing:
         known = {t.id for t in store.list_trials(spec.name)}
         wanted = {t.id for t in trials}
         if known != wanted:
@@ -569,12 +609,19 @@ def run_sweep(
                 reduction_factor=asha.reduction_factor,
                 brackets=asha.brackets,
             )
+        search_alg, param_space, num_samples = None, {"trial_id": tune.grid_search([t.id for t in trials])}, 1
+        if spec.search is not None:
+            from orchestrator.search import optuna_searcher
+
+            # Optuna samples each trial's overrides; the trial function registers it (its id: the usual hash).
+            search_alg, param_space, num_samples = optuna_searcher(spec), {}, spec.search.num_samples
         tuner = tune.Tuner(
             trainable,
-            param_space={"trial_id": tune.grid_search([t.id for t in trials])},
+            param_space=param_space,
             tune_config=tune.TuneConfig(
                 scheduler=scheduler,
-                num_samples=1,
+                search_alg=search_alg,
+                num_samples=num_samples,
                 max_concurrent_trials=max_concurrent,
                 reuse_actors=True,  # a trial's worker process serves the next trial: no process start per trial
             ),
@@ -707,7 +754,10 @@ class _StoreCallback:
                 return {**self.__dict__, "_open": None}
 
             def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-                trial_id = trial.config.get("trial_id")
+                # A search trial's store id comes with its results (its config holds the sampled overrides).
+                trial_id = trial.config.get("trial_id") or (trial.last_result or {}).get(STORE_ID)
+                if trial_id is None:
+                    return
                 record = self._store.get_trial(trial_id)
                 if record.status in TERMINAL:
                     return
@@ -719,10 +769,14 @@ class _StoreCallback:
                 self._store.append_event(trial_id, "stopped", data={"reason": "asha", "step": step})
 
             def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-                self._store.append_event(trial.config.get("trial_id"), "retried", data={"by": "tune"})
+                trial_id = trial.config.get("trial_id") or (trial.last_result or {}).get(STORE_ID)
+                if trial_id is not None:
+                    self._store.append_event(trial_id, "retried", data={"by": "tune"})
 
             def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-                trial_id = trial.config.get("trial_id")
+                trial_id = trial.config.get("trial_id") or (trial.last_result or {}).get(STORE_ID)
+                if trial_id is None:
+                    return  # a search trial that failed before its first report recorded its failure itself
                 record = self._store.get_trial(trial_id)
                 if record.stop_reason != "failed":
                     self._store.set_trial_stop(trial_id, "failed", step=record.last_step, evidence={"error": str(trial.error_file)})

@@ -42,6 +42,10 @@ def plan(
     for warning in expansion.warnings:
         _console.warn(warning)
     trials = expansion.trials
+    if spec.search is not None:
+        from orchestrator.search import corner_trials
+
+        trials = corner_trials(spec)  # a search's trials are sampled as it runs: check its corners
     problems: dict[str, list[str]] = {t.id: [] for t in trials}
     if validate:
         with _console.status(f"Checking {len(trials)} trials against {spec.trainer.backend}'s config..."):
@@ -74,6 +78,8 @@ def plan(
         )
     else:
         _print_plan(spec, trials, problems, n_bad, validate, hours_per_trial)
+        if spec.search is not None:
+            _print_search(spec, hours_per_trial)
     for t in trials:
         for problem in problems[t.id]:
             _console.err.print(f"[bold red]error:[/] {spec_path}: trial {t.name} ({t.id}): {problem}", highlight=False)
@@ -84,12 +90,18 @@ def plan(
 def _print_plan(spec, trials, problems, n_bad: int, validated: bool, hours_per_trial: float | None) -> None:  # noqa: ANN001
     from orchestrator.design import factor_short_name
     factor_names = list(spec.factors)
-    table = Table(title=f"{spec.name}: {len(trials)} trials ({spec.design.type}, {len(spec.seed_list)} seed(s) each)")
+    title = f"{spec.name}: {len(trials)} trials ({spec.design.type}, {len(spec.seed_list)} seed(s) each)"
+    if spec.search is not None:
+        title = f"{spec.name}: the search's corners (every range at its low end, then at its high end)"
+    table = Table(title=title)
     table.add_column("#", justify="right")
     table.add_column("trial", no_wrap=True)
     table.add_column("id", no_wrap=True)
     for name in factor_names:
         table.add_column(factor_short_name(name, factor_names))
+    searched = list(spec.search.space) if spec.search is not None else []
+    for key in searched:
+        table.add_column(factor_short_name(key, searched))
     table.add_column("seed", justify="right")
     table.add_column("GPUs", justify="right")
     table.add_column("check")
@@ -101,7 +113,8 @@ def _print_plan(spec, trials, problems, n_bad: int, validated: bool, hours_per_t
             check = f"[red]{len(problems[t.id])} error(s)[/]"
         else:
             check = "[green]valid[/]"
-        table.add_row(str(i), t.name, t.id, *(t.levels[n] for n in factor_names), str(t.seed), str(gpus), check)
+        levels = [t.levels.get(n, "") for n in factor_names] + [t.levels.get(k, "") for k in searched]
+        table.add_row(str(i), t.name, t.id, *levels, str(t.seed), str(gpus), check)
     _console.print_table(table)
     hours = hours_per_trial if hours_per_trial is not None else spec.budget.hours_per_trial
     n_points = len({t.point for t in trials})
@@ -110,7 +123,8 @@ def _print_plan(spec, trials, problems, n_bad: int, validated: bool, hours_per_t
         total += f"; about {len(trials) * hours * max(gpus, 1):,.0f} {'GPU' if gpus else 'CPU'}-hours at {hours:g} h per trial"
     else:
         total += "; GPU-hours: set budget.hours_per_trial or --hours-per-trial for an estimate"
-    _console.out.print(total, highlight=False)
+    if spec.search is None:
+        _console.out.print(total, highlight=False)
     objective = spec.objective.metric
     if objective == "auto":
         objective = "auto (the first val-core/<source>/<var>/mean@N the trainer logs)"
@@ -122,3 +136,22 @@ def _print_plan(spec, trials, problems, n_bad: int, validated: bool, hours_per_t
     if validated:
         verdict = "all valid" if not n_bad else f"{n_bad} of {len(trials)} trials invalid"
         _console.out.print(f"{spec.trainer.backend} config check: {verdict}", highlight=False)
+
+
+def _print_search(spec, hours_per_trial: float | None) -> None:  # noqa: ANN001
+    """Print what a `search:` spec samples and what it costs."""
+    search = spec.search
+    gpus = spec.resources.gpus * spec.resources.nodes
+    out = _console.out
+    out.print(
+        f"search: optuna (TPE, seed {search.seed}), {search.num_samples} trials sampled around the configuration "
+        f"above, seed {spec.seed_list[0]}, each with the spec's pruning; Optuna is given each trial's best score so far",
+        highlight=False,
+    )
+    for key, param in search.space.items():
+        out.print(f"  {key}: {param.describe()}", highlight=False)
+    hours = hours_per_trial if hours_per_trial is not None else spec.budget.hours_per_trial
+    total = f"{search.num_samples} trials x 1 seed; {gpus} GPU(s) per trial"
+    if hours is not None:
+        total += f"; at most {search.num_samples * hours * max(gpus, 1):,.4g} {'GPU' if gpus else 'CPU'}-hours at {hours:g} h per trial"
+    out.print(total, highlight=False)

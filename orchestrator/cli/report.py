@@ -43,14 +43,37 @@ def report(
             title=f"{spec.name}: ablation report",
         )
         files = write_report(result, out or sweep_dir / "report")
+        search = _search_report(spec, sweep_dir, out or sweep_dir / "report")
     if json_out:
         summary = report_json(result)
         summary["best_checkpoints"] = checkpoints
+        if search is not None:
+            summary["search"] = search
         _console.print_json(summary)
         return
     for line in _headline(result):
         _console.out.print(line, highlight=False)
     _console.out.print(f"report: {files.html} (also {files.markdown.name}, {files.csv.name})", highlight=False)
+    if search is not None:
+        pruned = sum(1 for row in search if row["pruned"])
+        top = search[0] if search else None
+        best = "" if top is None or top["best_score"] is None else f"; best {top['name']} ({top['best_score']:.4g})"
+        _console.out.print(f"search: {len(search)} trials, {pruned} pruned{best}: {out or sweep_dir / 'report'}/search.md", highlight=False)
+
+
+def _search_report(spec: Any, sweep_dir: Path, out: Path) -> list[dict[str, Any]] | None:
+    """For a `search:` sweep, write `search.md` (trials ranked by best score, pruned ones marked); return its rows."""
+    if spec.search is None:
+        return None
+    from orchestrator.engine import DB_NAME
+    from orchestrator.search import search_markdown, search_rows
+    from orchestrator.store import SQLiteStore
+
+    with SQLiteStore(sweep_dir / DB_NAME) as store:
+        rows = search_rows(store, spec.name, spec.objective.mode)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "search.md").write_text(search_markdown(f"{spec.name}: search", rows, list(spec.search.space)))
+    return rows
 
 
 def _runs_from_store(sweep_dir: Path) -> tuple[Any, list[Any], dict[str, Any]]:
