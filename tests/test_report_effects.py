@@ -139,12 +139,12 @@ def test_warnings_give_the_seeds_that_would_separate_the_levels() -> None:
     sd = math.sqrt((statistics.variance([0.63, 0.59, 0.60]) + statistics.variance([0.60, 0.62, 0.61])) / 2)
     assert comparison.best_score_sd == pytest.approx(sd)
     assert comparison.best_score_seeds == seeds_to_separate_means(0.60666666 - 0.61, sd) == 378
-    # Collapse rates 2/3 vs 3/3: Fleiss' formula by hand gives 18.4, so 19 seeds per level.
-    assert comparison.collapse_rate_seeds == 19
+    # Collapse rates 2/3 vs 3/3: Fleiss' formula by hand gives 18.4, 24.02 with the continuity correction: 25.
+    assert comparison.collapse_rate_seeds == 25
     score, rate = [w for w in effects.warnings if "`ent`=0.001" in w]
     assert "Seeds: about 378 per level would tell them apart" in score and "(sd 0.0163)" in score
     assert score.index("includes 0") < score.index("Seeds:")
-    assert "Seeds: about 19 per level would tell them apart if the rates seen here (67% vs 100%) hold" in rate
+    assert "Seeds: about 25 per level would tell them apart if the rates seen here (67% vs 100%) hold" in rate
 
 
 def test_warnings_say_when_no_number_of_seeds_follows_from_the_runs() -> None:
@@ -167,9 +167,9 @@ def test_report_prints_the_seeds_advice_next_to_the_warning(tmp_path: Path) -> N
     files = write_report(report, tmp_path, with_figures=False)
     text = files.markdown.read_text()
     assert "Warning: `ent`=0.001 and the baseline `ent`=0 cannot be told apart on the collapse rate" in text
-    assert "Seeds: about 19 per level would tell them apart" in text
+    assert "Seeds: about 25 per level would tell them apart" in text
     (ent,) = [f for f in report_json(report)["factors"] if f["factor"] == "ent"]
-    assert (ent["comparisons"][0]["best_score_seeds"], ent["comparisons"][0]["collapse_rate_seeds"]) == (378, 19)
+    assert (ent["comparisons"][0]["best_score_seeds"], ent["comparisons"][0]["collapse_rate_seeds"]) == (378, 25)
 
 
 def _asha_runs() -> list[RunInput]:

@@ -333,13 +333,21 @@ def test_seeds_to_separate_means_without_an_answer(difference: float, sd: float)
     assert seeds_to_separate_means(difference, sd) is None
 
 
-@pytest.mark.parametrize(("p1", "p2", "seeds"), [(0.5, 0.25, 58), (2 / 3, 1.0, 19), (0.0, 1.0, 2), (0.2, 0.6, 23)])
-def test_seeds_to_separate_rates_matches_fleiss_by_hand(p1: float, p2: float, seeds: int) -> None:
+@pytest.mark.parametrize(("p1", "p2", "seeds"), [(0.5, 0.25, 66), (2 / 3, 1.0, 25), (0.0, 1.0, 4), (0.2, 0.6, 28)])
+def test_seeds_to_separate_rates_matches_fleiss_with_continuity_correction_by_hand(p1: float, p2: float, seeds: int) -> None:
     z_a, z_b = 1.959963984540054, 0.8416212335729143
     pbar = (p1 + p2) / 2
-    by_hand = ((z_a * math.sqrt(2 * pbar * (1 - pbar)) + z_b * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))) / (p1 - p2)) ** 2
-    assert max(2, math.ceil(by_hand)) == seeds
+    n0 = ((z_a * math.sqrt(2 * pbar * (1 - pbar)) + z_b * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))) / (p1 - p2)) ** 2
+    corrected = n0 / 4 * (1 + math.sqrt(1 + 4 / (n0 * abs(p1 - p2)))) ** 2
+    assert math.ceil(corrected) == seeds
     assert seeds_to_separate_rates(p1, p2) == seeds == seeds_to_separate_rates(p2, p1)
+
+
+def test_seeds_to_separate_rates_never_asks_for_fewer_runs_than_an_exact_test_needs() -> None:
+    # 0% vs 100% seen: Fisher's exact test cannot reject with 3 runs each (p = 0.1) but can with 4 (p = 0.029).
+    n = seeds_to_separate_rates(0.0, 1.0)
+    assert stats.fisher_exact([[0, n - 1], [n - 1, 0]]).pvalue > 0.05
+    assert stats.fisher_exact([[0, n], [n, 0]]).pvalue < 0.05
 
 
 def test_seeds_to_separate_rates_without_an_answer() -> None:

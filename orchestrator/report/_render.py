@@ -363,7 +363,8 @@ _METHODS = (
     "'not reached' while fewer than half the runs collapsed. Levels are compared with the log-rank test.",
     "A level 'cannot be told apart' from the baseline when the 95% interval of the difference includes 0; the "
     "warning then says how many seeds per level would tell them apart if the difference and spread seen hold (80% "
-    "power, two-sided 5% test: the t test's exact power for best scores, Fleiss' formula for collapse rates).",
+    "power, two-sided 5% test: the t test's exact power for best scores, Fleiss' formula with continuity "
+    "correction for collapse rates).",
 )
 
 

@@ -1,8 +1,9 @@
 """The report's statistics: intervals for means, rates and their differences, Kaplan-Meier and the log-rank test.
 
 Each interval method is a small function returning an `Interval`, so that a coverage study can swap one for
-another (`IntervalMethods`); `DEFAULT_METHODS` are the ones benchmarks/validity.py validated. With the few seeds a GPU sweep affords (often 3), every method says when it cannot
-give an interval (one value, no spread) in `Interval.note` instead of returning a misleading point.
+another (`IntervalMethods`); `DEFAULT_METHODS` are the ones benchmarks/validity.py validated. With the few seeds a
+GPU sweep affords (often 3), every method says when it cannot give an interval (one value, no spread) in
+`Interval.note` instead of returning a misleading point.
 """
 
 from __future__ import annotations
@@ -504,9 +505,10 @@ def seeds_to_separate_rates(
 ) -> int | None:
     """Return the seeds per level at which a two-sided test of two rates detects p1 vs p2 with `power`.
 
-    Fleiss' normal-approximation formula without continuity correction:
-    `n = (z_(1-a/2) sqrt(2 pbar (1 - pbar)) + z_power sqrt(p1 (1 - p1) + p2 (1 - p2)))^2 / (p1 - p2)^2`, rounded up
-    (0.5 vs 0.25: 58 per group).
+    Fleiss' formula with the continuity correction of Fleiss, Tytun and Ury (1980), which tracks exact tests at the
+    few runs a sweep has (without it, 0% vs 100% would need 2 runs, which no 95% interval can separate):
+    `n0 = (z_(1-a/2) sqrt(2 pbar (1 - pbar)) + z_power sqrt(p1 (1 - p1) + p2 (1 - p2)))^2 / (p1 - p2)^2`, then
+    `n = n0 / 4 * (1 + sqrt(1 + 4 / (n0 |p1 - p2|)))^2`, rounded up (0.5 vs 0.25: 66 per group; 0 vs 1: 4).
 
     Args:
         p1: One level's rate (e.g. the observed one).
@@ -516,7 +518,7 @@ def seeds_to_separate_rates(
         max_seeds: The largest answer given.
 
     Returns:
-        The seeds per level (at least 2), or None when the rates are equal or more than `max_seeds` are needed.
+        The seeds per level, or None when the rates are equal or more than `max_seeds` are needed.
     """
     # Equal rates: nothing to detect.
     if not (math.isfinite(p1) and math.isfinite(p2)) or p1 == p2:
@@ -524,8 +526,10 @@ def seeds_to_separate_rates(
     z_alpha = float(stats.norm.ppf(1 - (1 - confidence) / 2))
     z_power = float(stats.norm.ppf(power))
     pbar = (p1 + p2) / 2
+    delta = abs(p1 - p2)
     root = z_alpha * math.sqrt(2 * pbar * (1 - pbar)) + z_power * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
-    n = max(2, math.ceil(root**2 / (p1 - p2) ** 2 - 1e-9))
+    n0 = root**2 / delta**2
+    n = math.ceil(n0 / 4 * (1 + math.sqrt(1 + 4 / (n0 * delta))) ** 2 - 1e-9)
     return n if n <= max_seeds else None
 
 
