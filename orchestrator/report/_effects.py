@@ -364,8 +364,10 @@ def rate_diff_with_asha_bounds(methods: IntervalMethods, group: GroupStats, refe
     # No ASHA stop on either side: the ordinary interval.
     if group.n_asha == 0 and reference.n_asha == 0:
         return inner
-    low = methods.rate_diff(group.n_collapsed, group.n_runs, reference.n_collapsed + reference.n_asha, reference.n_runs).low
-    high = methods.rate_diff(group.n_collapsed + group.n_asha, group.n_runs, reference.n_collapsed, reference.n_runs).high
+    k, n, a = group.n_collapsed, group.n_runs, group.n_asha
+    k_ref, n_ref, a_ref = reference.n_collapsed, reference.n_runs, reference.n_asha
+    low = methods.rate_diff(k, n, k_ref + a_ref, n_ref).low
+    high = methods.rate_diff(k + a, n, k_ref, n_ref).high
     note = (
         f"{group.n_asha + reference.n_asha} runs were stopped by ASHA before collapsing: the interval spans every way "
         "they could have ended"
