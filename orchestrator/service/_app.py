@@ -209,8 +209,13 @@ class Service:
     def trials_out(self, sweep: ServiceSweep) -> list[dict[str, Any]]:
         """Return a sweep's trials as the API shows them."""
         from orchestrator.engine import trial_rows
+        from orchestrator.errors import StoreError
 
-        rows = trial_rows(self.store(sweep.id), sweep.name)
+        try:
+            rows = trial_rows(self.store(sweep.id), sweep.name)
+        except StoreError as exc:  # its folder was removed by hand: the queue still knows the sweep
+            log.warning("sweep %s: %s", sweep.id, exc)
+            return []
         return [
             _finite({**row, "id": f"{sweep.id}:{row['id']}", "trial_id": row["id"], "sweep_id": sweep.id}) for row in rows
         ]

@@ -2,7 +2,8 @@
 
 Starts a local Ray head (token authentication, the token from `RAY_AUTH_TOKEN`), prints one JSON line with its
 address and resources, then holds it until standard input reaches end-of-file (the service closed the pipe, or
-exited) or SIGTERM arrives, and shuts it down: Ray's processes and the trial workers go with it.
+exited) or SIGTERM arrives, and shuts it down: Ray's processes and the trial workers go with it. If Ray's own
+processes die under it, it exits with status 3.
 """
 
 from __future__ import annotations
@@ -50,8 +51,13 @@ def main(argv: list[str]) -> None:
     address = ray.get_runtime_context().gcs_address
     resources = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
     print(json.dumps({"address": address, "resources": resources, "pid": os.getpid()}), flush=True)
-    while not done.wait(1.0):
-        pass
+    node = getattr(ray._private.worker, "_global_node", None)
+    while not done.wait(2.0):
+        # Ray's own processes were killed (`ray stop`, the OOM killer): say so by exiting; the service starts anew.
+        if node is not None and not node.remaining_processes_alive():
+            print("ablate: the Ray head's processes died", file=sys.stderr, flush=True)
+            ray.shutdown()
+            sys.exit(3)
     ray.shutdown()
 
 

@@ -8,7 +8,8 @@ so the service runs sweeps through exactly the engine `ablate run` uses:
   directory (a resume) at the next start; a sweep whose service died without stopping gets the same SIGINT from
   its child's stdin watch, and the same resume;
 - the Ray cluster: one local Ray head the service starts (`_ray_head`, token authentication with a token made per
-  start) and stops, or an existing cluster (`--address`).
+  start) and stops, or an existing cluster (`--address`). If the head dies under running sweeps (its processes
+  killed by `ray stop` or the OOM killer), they go back in the queue and resume on a new head.
 """
 
 from __future__ import annotations
@@ -98,6 +99,10 @@ class RayHead:
         self.address = info["address"]
         self.resources = {k: float(v) for k, v in info["resources"].items()}
 
+    def alive(self) -> bool:
+        """Return True while the head's keeper process runs (it exits when Ray's processes die)."""
+        return self._proc is not None and self._proc.poll() is None
+
     def stop(self, grace_s: float = 60.0) -> None:
         """Shut the head down (close its stdin; SIGTERM, then SIGKILL its group if it lingers). Idempotent."""
         proc = self._proc
@@ -173,7 +178,8 @@ class Worker:
         self._state = state_dir
         self._max_running = max_running
         self._address = address
-        self._head = None if address else RayHead(cpus=cpus, gpus=gpus, log_path=state_dir / "ray-head.log")
+        self._head_log = state_dir / "ray-head.log"
+        self._head = None if address else RayHead(cpus=cpus, gpus=gpus, log_path=self._head_log)
         self._poll_s = poll_s
         self._stop_grace_s = stop_grace_s
         self._running: dict[str, _Running] = {}
@@ -198,7 +204,11 @@ class Worker:
         self._stopping.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(timeout=self._stop_grace_s + 60)
+            self._thread.join(timeout=10)
+            if self._thread.is_alive() and self._head is not None:
+                # Still waiting for Ray to come up: stop it, which ends the wait.
+                self._head.stop(grace_s=5)
+                self._thread.join(timeout=30)
         with self._lock:
             running = list(self._running.values())
         for run in running:
@@ -261,22 +271,61 @@ class Worker:
     # ---- the loop --------------------------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        if self._head is not None:
-            try:
-                self._head.start()
-            except (AblateError, OSError, ValueError) as exc:
-                self.error = str(exc)
-                log.error("%s", exc)
-                return
+        if not self._start_head():
+            return
         self.ready.set()
         while not self._stopping.is_set():
             try:
+                if self._head is not None and not self._head.alive():
+                    self._recover_head()
                 self._reap()
                 self._launch()
             except Exception:  # a bug in one pass must not stop the service's queue
                 log.exception("the service's worker failed a pass; it goes on")
             self._wake.wait(self._poll_s)
             self._wake.clear()
+
+    def _start_head(self) -> bool:
+        """Start the service's Ray head (if it has one), trying again until it is up; False if the service stops."""
+        if self._head is None:
+            return True
+        # Ray's start-up can time out on a loaded machine: try again until it comes up or the service stops.
+        while not self._stopping.is_set():
+            try:
+                self._head.start()
+            except (AblateError, OSError, ValueError) as exc:
+                self.error = str(exc)
+                log.error("%s; trying again in 10 s", exc)
+                self._stopping.wait(10)
+                continue
+            self.error = None
+            return True
+        return False
+
+    def _recover_head(self) -> None:
+        """The Ray head died under the running sweeps: stop them, put them back in the queue, start a new head."""
+        assert self._head is not None
+        log.error("the service's Ray cluster died (see %s): its sweeps go back in the queue and resume on a new one", self._head_log)
+        self.ready.clear()
+        with self._lock:
+            running = list(self._running.values())
+            self._running.clear()
+        for run in running:
+            _signal_group(run.proc.pid, signal.SIGINT)
+        for run in running:
+            try:
+                run.proc.wait(timeout=self._stop_grace_s)
+            except subprocess.TimeoutExpired:
+                _signal_group(run.proc.pid, signal.SIGKILL)
+                run.proc.wait()
+            self._close(run)
+            if self._db.get_sweep(run.sweep_id).cancel_requested:
+                self._finish(run.sweep_id, run.proc.returncode)
+            else:
+                self._db.update(run.sweep_id, status="queued")
+        self._head.stop(grace_s=10)
+        if self._start_head():
+            self.ready.set()
 
     def _launch(self) -> None:
         while not self._stopping.is_set():
@@ -322,8 +371,13 @@ class Worker:
             finished = [run for run in self._running.values() if run.proc.poll() is not None]
             for run in finished:
                 del self._running[run.sweep_id]
+        head_lost = self._head is not None and not self._head.alive()
         for run in finished:
             self._close(run)
+            if head_lost and run.proc.returncode != 0 and not self._db.get_sweep(run.sweep_id).cancel_requested:
+                # It failed because its Ray cluster died: it resumes once a new one is up.
+                self._db.update(run.sweep_id, status="queued")
+                continue
             self._finish(run.sweep_id, run.proc.returncode)
 
     def _finish(self, sweep_id: str, code: int) -> None:
