@@ -208,3 +208,60 @@ def test_seed_mean_scheduler_stops_a_configuration_under_real_tune(tmp_path: Any
     # steady (0.6 at rung 2 against good's 0.65) is stopped once both its seeds have reached rung 2: the seed
     # still running then stops at its next result (a seed that ran ahead to its end meanwhile has ended anyway).
     assert min(last["steady_s1"], last["steady_s2"]) <= 3
+
+
+# -------------------------------------------------------------------------------------------- in `ablate run`
+
+
+def test_ablate_run_seed_mean_stops_both_seeds_of_the_weaker_configuration(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    from orchestrator.store import SQLiteStore
+
+    root = Path(__file__).resolve().parents[1]
+    spec = tmp_path / "seedmean.yaml"
+    spec.write_text(
+        f"name: seedmean\ntrainer: {{backend: mini, base: {root}/configs/mini/original.yaml, "
+        "overrides: {mini.warm_start.steps: 600}}\n"
+        + textwrap.dedent(
+            f"""\
+            factors:
+              lr_schedule: [{{type: constant, lr: 1.0e-3}}, {{type: constant, lr: 5.0e-3}}]
+            seeds: 2
+            budget: {{max_steps: 40, eval_every: 5, save_every: 5}}
+            objective: {{metric: {OBJ}, mode: max}}
+            pruning: {{collapse: null, asha: {{by: seed_mean, grace_steps: 5, reduction_factor: 2, signal: ema}}}}
+            execution: {{max_concurrent_trials: 2}}
+            """
+        )
+    )
+    env = {**os.environ, "ABLATE_CACHE_DIR": str(tmp_path / "cache"), "RAY_ADDRESS": "local", "WANDB_SILENT": "true"}
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-c", "from orchestrator.cli import main; main()", "run", str(spec), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=540,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    store = SQLiteStore(out / "sweep.db")
+    trials = {t.name: t for t in store.list_trials("seedmean")}
+    # lr 1e-3's seeds run first (two at a time, in design order) and set the cutoff; lr 5e-3 collapses
+    # (collapse rules off here), its seed mean falls below, and its seeds are stopped together: every seed still
+    # running when the configuration was judged (a seed that started seconds earlier may have finished by then).
+    assert [trials[f"lr=const0.001_s{s}"].stop_reason for s in (1, 2)] == ["completed", "completed"]
+    weak = [trials[f"lr=const0.005_s{s}"] for s in (1, 2)]
+    stopped = [t for t in weak if t.stop_reason == "asha"]
+    assert stopped, weak
+    judged = min(e.time for t in stopped for e in store.list_events(t.id, kind="stopped"))
+    for t in weak:
+        if t.stop_reason == "asha":
+            assert t.stop_step is not None and t.stop_step < 40
+        else:  # it had run to its end before its configuration was judged (events are written by two processes)
+            assert t.stop_reason == "completed"
+            assert max(e.time for e in store.list_events(t.id, kind="completed")) <= judged + 5.0, t
