@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -412,8 +413,12 @@ class Search(_Strict):
     @field_validator("space")
     @classmethod
     def _space_keys(cls, value: dict[str, SearchParam]) -> dict[str, SearchParam]:
+        owners: dict[str, str] = {key: "the seeds" for key in SEED_KEYS}
+        owners.update({key: f"budget.{field}" for key, field in BUDGET_KEYS.items()})
         for key in value:
             _check_override_key(key)
+            if key.lstrip("+") in owners:
+                raise ValueError(f"`{key}` is set by {owners[key.lstrip('+')]}; it cannot be searched")
         return value
 
 
@@ -438,10 +443,26 @@ class SweepSpec(_Strict):
     tracking: Tracking = Field(default_factory=Tracking)
     search: Search | None = None
 
-    @model_validator(mode="after")
-    def _search_fits(self) -> SweepSpec:
-        if self.search is None:
-            return self
+    @field_validator("search")
+    @classmethod
+    def _search_fits(cls, value: Search | None, info: ValidationInfo) -> Search | None:
+        if value is None:
+            return value
+        factors = info.data.get("factors") or {}
+        several = [f"`{name}` has {len(levels)}" for name, levels in factors.items() if len(levels) != 1]
+        if several:
+            raise ValueError(
+                "every factor must have exactly one level, the configuration the search varies around "
+                f"({', '.join(several)})"
+            )
+        seeds = info.data.get("seeds", 1)
+        n_seeds = seeds if isinstance(seeds, int) else len(seeds)
+        if n_seeds != 1:
+            raise ValueError(f"`seeds` must be a single seed: each sampled configuration is one trial (got {n_seeds})")
+        pruning = info.data.get("pruning")
+        if pruning is not None and pruning.asha is not None and pruning.asha.by == "seed_mean":
+            raise ValueError("`pruning.asha.by: seed_mean` needs seeds to average; a search runs one per configuration (use `by: trial`)")
+        return value
         several = [f"`{name}` has {len(levels)}" for name, levels in self.factors.items() if len(levels) != 1]
         if several:
             raise ValueError(

@@ -80,7 +80,7 @@ SPACE = {LR: {"low": 5e-4, "high": 8e-3, "log": True}, KL: {"low": 1e-3, "high":
         (
             {"type": "optuna", "num_samples": 2, "space": {"trainer.test_freq": {"low": 1, "high": 5}}},
             {},
-            "search.space.trainer.test_freq: this key is set by budget.eval_every",
+            "search.space: `trainer.test_freq` is set by budget.eval_every; it cannot be searched",
         ),
         ({"type": "optuna", "num_samples": 2, "space": SPACE}, {"seeds": 3}, "search: `seeds` must be a single seed"),
         (
