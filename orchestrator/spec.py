@@ -463,24 +463,6 @@ class SweepSpec(_Strict):
         if pruning is not None and pruning.asha is not None and pruning.asha.by == "seed_mean":
             raise ValueError("`pruning.asha.by: seed_mean` needs seeds to average; a search runs one per configuration (use `by: trial`)")
         return value
-        several = [f"`{name}` has {len(levels)}" for name, levels in self.factors.items() if len(levels) != 1]
-        if several:
-            raise ValueError(
-                "search: every factor must have exactly one level, the configuration the search varies around "
-                f"({', '.join(several)})"
-            )
-        if len(self.seed_list) != 1:
-            raise ValueError(
-                f"search: `seeds` must be a single seed: each sampled configuration is one trial (got {len(self.seed_list)})"
-            )
-        if self.pruning.asha is not None and self.pruning.asha.by == "seed_mean":
-            raise ValueError("search: `pruning.asha.by: seed_mean` needs seeds to average; a search runs one per configuration (use `by: trial`)")
-        owners: dict[str, str] = {key: "the seeds" for key in SEED_KEYS}
-        owners.update({key: f"budget.{field}" for key, field in BUDGET_KEYS.items()})
-        for key in self.search.space:
-            if key.lstrip("+") in owners:
-                raise ValueError(f"search.space.{key}: this key is set by {owners[key.lstrip('+')]}; it cannot be searched")
-        return self
 
     @model_validator(mode="before")
     @classmethod
