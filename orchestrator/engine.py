@@ -136,6 +136,9 @@ class TrialRun:
         trial_id: The trial to run (its record is in the store).
         report: Called with a metrics dict at each eval step (Tune's `tune.report` in a sweep).
         gpus: The GPU ids Ray assigned to the trial (None: leave CUDA_VISIBLE_DEVICES as it is).
+        stop_requested: Polled while the trainer runs; True when Tune has decided to stop the trial (ASHA, the end
+            of the experiment). The attempt then stops its trainer (or cancels its Slurm job) at once and exits as
+            Tune's own report would at the next eval (SystemExit), instead of training on until then.
     """
 
     def __init__(
@@ -145,7 +148,9 @@ class TrialRun:
         *,
         report: Callable[[dict[str, Any]], None],
         gpus: Sequence[int | str] | None = None,
+        stop_requested: Callable[[], bool] | None = None,
     ) -> None:
+        self._stop_requested = stop_requested or (lambda: False)
         self._settings = settings
         self._store = SQLiteStore(settings.db_path)
         self._record = self._store.get_trial(trial_id)
@@ -214,6 +219,9 @@ class TrialRun:
         while True:
             state = launcher.poll(handle)
             shown = self._show_queue_state(state, shown, attempt)
+            if self._stop_requested() or self._stopped_by_scheduler():
+                self._take(tail.poll(), keeper)
+                raise SystemExit(0)  # the caller's `finally` stops the trainer; Tune ends the trial as it would
             verdict = self._take(tail.poll(), keeper)
             if verdict is not None:
                 launcher.stop(handle)
@@ -249,6 +257,10 @@ class TrialRun:
                 f"trial {self._record.name} ({self._record.id}) attempt {attempt}: trainer {state.raw}; "
                 f"log: {log}\n{last_lines}"
             )
+
+    def _stopped_by_scheduler(self) -> bool:
+        """Return True if the driver has recorded this trial as stopped by the scheduler (ASHA) meanwhile."""
+        return self._store.get_trial(self._record.id).stop_reason == "asha"
 
     def _show_queue_state(self, state: Any, shown: tuple[Status, str] | None, attempt: int) -> tuple[Status, str] | None:
         """Record a queued job (with the cluster's reason) and the moment it starts running."""
@@ -460,7 +472,23 @@ def run_trial(config: dict[str, Any], settings: SweepSettings) -> None:
         report = report_best
 
     gpus = [str(g) for g in ray.get_gpu_ids()] if ray.is_initialized() else []
-    TrialRun(settings, trial_id, report=report, gpus=gpus or None).run()
+    TrialRun(settings, trial_id, report=report, gpus=gpus or None, stop_requested=_tune_stop_requested).run()
+
+
+def _tune_stop_requested() -> bool:
+    """Return True once Tune has asked this trial's function to stop (its session's stop event is set).
+
+    Tune itself only acts on the request at the function's next `tune.report`, which for a trainer between two
+    evals can be many minutes of GPU time away. The session is Ray's internal API: if it moves, this answers False
+    and the trial stops at its next report, as before.
+    """
+    try:
+        from ray.train._internal.session import get_session
+
+        session = get_session()
+        return bool(session is not None and session.stop_event.is_set())
+    except (ImportError, AttributeError):
+        return False
 
 
 def _register_search_trial(config: dict[str, Any], settings: SweepSettings) -> str:
@@ -579,7 +607,7 @@ def run_sweep(
     trainable = tune.with_resources(tune.with_parameters(run_trial, settings=settings), resources)
     storage = (sweep_dir / TUNE_DIR).absolute()
     experiment = storage / EXPERIMENT
-    callback = _StoreCallback(settings.db_path)
+    callback = _StoreCallback(settings.db_path, slurm=settings.slurm is not None)
     if tune.Tuner.can_restore(str(experiment)):
         tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True, resume_errored=False)
     else:
@@ -733,9 +761,9 @@ def _final_checkpoints(store: SQLiteStore, settings: SweepSettings, record: Any)
 
 
 class _StoreCallback:
-    """Tune callback (driver side): records ASHA stops, retries and final failures in the store."""
+    """Tune callback (driver side): records ASHA stops (and cancels their Slurm jobs), retries and final failures."""
 
-    def __new__(cls, db_path: Path) -> Any:  # a Tune Callback subclass, built lazily so Ray loads only when used
+    def __new__(cls, db_path: Path, *, slurm: bool = False) -> Any:  # a Tune Callback subclass, built lazily so Ray loads only when used
         from ray.tune import Callback
 
         class StoreCallback(Callback):
@@ -767,6 +795,10 @@ class _StoreCallback:
                 evidence = {"signal": result.get(SIGNAL), "objective": result.get("objective")}
                 self._store.set_trial_stop(trial_id, "asha", step=step, evidence=evidence)
                 self._store.append_event(trial_id, "stopped", data={"reason": "asha", "step": step})
+                if slurm:
+                    # Tune may end the trial's worker before its function can cancel the job: cancel it here.
+                    # (Recorded first: a worker still following the job sees the stop before the cancellation.)
+                    cancel(SlurmJobs.alive(_job_ids(self._store, trial_id)))
 
             def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
                 trial_id = trial.config.get("trial_id") or (trial.last_result or {}).get(STORE_ID)

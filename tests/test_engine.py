@@ -369,6 +369,10 @@ def test_leftover_check_recognises_only_this_trials_guard(tmp_path: Path) -> Non
     )
     try:
         pgid = launcher.pgid(handle)
+        # A process just started shows an empty command line for a moment, while it execs.
+        deadline = time.monotonic() + 10
+        while not Path(f"/proc/{pgid}/cmdline").read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert _is_guard_of(pgid, workdir)
         assert not _is_guard_of(pgid, tmp_path / "trials" / "other")
         assert not _is_guard_of(os.getpid(), workdir)

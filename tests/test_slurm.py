@@ -128,6 +128,35 @@ def test_sweep_runs_as_slurm_jobs_and_a_collapse_scancels_its_job(tmp_path: Path
     assert status.returncode == 0 and "collapse:" in status.stdout
 
 
+def test_an_asha_stop_scancels_the_job_at_once(tmp_path: Path, env: dict[str, str]) -> None:
+    spec = _spec(
+        tmp_path,
+        "slurm-asha",
+        f"""\
+        factors:
+          lr_schedule: [{{type: constant, lr: {HEALTHY_LR}}}, {{type: constant, lr: 8.0e-4}}, {{type: constant, lr: {COLLAPSING_LR}}}]
+        budget: {{max_steps: 60, eval_every: 5, save_every: 5}}
+        objective: {{metric: val-core/mini/reward/mean@1, mode: max}}
+        pruning: {{collapse: null, asha: {{grace_steps: 10, reduction_factor: 2, signal: ema}}}}
+        cluster: {{slurm: {{time: "00:20:00"}}}}
+        """,
+    )
+    out = tmp_path / "out"
+    result = _run(["run", str(spec), "--out", str(out)], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    store, trials = _store_trials(out)
+    stopped = [t for t in trials.values() if t.stop_reason == "asha"]
+    assert stopped, {t.name: t.stop_reason for t in trials.values()}
+    for trial in stopped:
+        (job_id,) = _job_ids(store, trial.id)
+        job = _job(job_id)
+        assert job["JobState"] == "CANCELLED"
+        # The job ended within seconds of the decision, not at the trial's next eval or the sweep's end.
+        decided = store.list_events(trial.id, kind="stopped")[0].time
+        assert _time(job["EndTime"]) - decided < 20
+        assert trial.last_step < 60
+
+
 def test_a_failed_and_an_interrupted_job_are_resubmitted_and_resume(tmp_path: Path, env: dict[str, str]) -> None:
     spec = _spec(
         tmp_path,

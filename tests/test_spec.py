@@ -125,6 +125,12 @@ BAD = [
     (("name: tiny-sweep", "name: tiny-sweep\ncluster: {slurm: {partition: 'gpu\\n#SBATCH --x'}}"), "cluster.slurm.partition: must match"),
     (("name: tiny-sweep", "name: tiny-sweep\ncluster: {slurm: {extra_sbatch: ['--mem=4G; rm -rf /']}}"), "cluster.slurm.extra_sbatch: each entry must be one `--key=value` sbatch option"),
     (("name: tiny-sweep", "name: tiny-sweep\ncluster: {slurm: {time: forever}}"), "cluster.slurm.time: must be a Slurm time such as 04:00:00"),
+    (("name: tiny-sweep", "name: tiny-sweep\ncluster: {slurm: {extra_sbatch: ['--output=/etc/passwd']}}"), "cluster.slurm.extra_sbatch: `--output` is set by ablate itself"),
+    (("name: tiny-sweep", "name: tiny-sweep\ncluster: {slurm: {extra_sbatch: ['--mem=4G\\n#SBATCH --wrap=x']}}"), "cluster.slurm.extra_sbatch: each entry must be one `--key=value` sbatch option"),
+    (("name: tiny-sweep", "name: tiny-sweep\ncluster: {slurm: {account: 'rl;id'}}"), "cluster.slurm.account: must match"),
+    (("name: tiny-sweep", "name: tiny-sweep\ncluster: {slurm: {max_jobs: 0}}"), "cluster.slurm.max_jobs: must be >= 1 (got 0)"),
+    (("name: tiny-sweep", "name: tiny-sweep\nresources: {gpus: 1}\ncluster: {slurm: {gpus_per_node: 2}}"), "(top level): cluster.slurm.gpus_per_node (2) and resources.gpus (1) disagree; give one of them"),
+    (("name: tiny-sweep", "name: tiny-sweep\ncluster: {slurm: {nodes: 2}}"), "`resources.nodes` must be 1 for the mini backend, a one-process trainer (got 2)"),
     (("backend: mini", "backend: verl"), "`resources.gpus` must be at least 1 for the verl backend (got 0)"),
     (("name: tiny-sweep", "name: tiny-sweep\npruning: {collapse: {score_drop: {drop: 2}}}"), "pruning.collapse.score_drop.drop: `drop` must be greater than 0 and less than 1 but got 2"),
     (("name: tiny-sweep", "name: tiny-sweep\npruning: {asha: {reduction_factor: 1}}"), "pruning.asha.reduction_factor: must be > 1 (got 1)"),
@@ -140,6 +146,14 @@ def test_spec_bad_spec_is_refused_with_its_path(tmp_path: Path, change: tuple[st
         load_spec(path)
     lines = str(info.value).splitlines()
     assert any(line.startswith(f"{path}: ") and expected in line for line in lines), str(info.value)
+
+
+def test_spec_slurm_block_sets_the_trial_resources(tmp_path: Path) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(GOOD.replace("name: tiny-sweep", "name: tiny-sweep\ncluster: {slurm: {gpus_per_node: 4, partition: gpu, max_jobs: 3}}"))
+    spec = load_spec(path)
+    assert spec.resources.gpus == 4 and spec.resources.nodes == 1
+    assert spec.cluster.slurm.partition == "gpu" and spec.cluster.slurm.max_jobs == 3 and spec.cluster.slurm.requeue
 
 
 def test_spec_missing_file_is_refused(tmp_path: Path) -> None:
