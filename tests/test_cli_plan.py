@@ -34,6 +34,24 @@ def test_plan_lists_the_seed_ablation_all_valid() -> None:
     assert result.stdout.count("valid") >= 21
 
 
+def test_plan_says_where_the_trials_run(tmp_path: Path) -> None:
+    text = (ROOT / "sweeps" / "demo.yaml").read_text()
+    assert "\ncluster:" not in text
+    local = runner.invoke(app, ["plan", str(ROOT / "sweeps" / "demo.yaml"), "--no-validate"])
+    assert "runs on: a Ray cluster (`cluster: local`)" in local.stdout
+    slurm = tmp_path / "demo-slurm.yaml"
+    slurm.write_text(
+        text.replace("base: ../configs/", f"base: {ROOT}/configs/")
+        + '\ncluster: {slurm: {partition: gpu, time: "02:00:00", max_jobs: 4, extra_sbatch: ["--mem=8G"]}}\n'
+    )
+    result = runner.invoke(app, ["plan", str(slurm), "--no-validate"])
+    assert result.exit_code == 0, result.output
+    assert (
+        "runs on: Slurm, one sbatch job per trial (--time=02:00:00 --nodes=1 --partition=gpu --mem=8G; "
+        "at most 4 submitted at once; requeue on)"
+    ) in result.stdout
+
+
 def test_plan_json_lists_id_name_factors_seed_argv() -> None:
     result = runner.invoke(app, ["plan", str(ROOT / "sweeps" / "seed_ablation.yaml"), "--json", "--out", "/x"])
     assert result.exit_code == 0, result.output

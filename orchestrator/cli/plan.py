@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -133,6 +134,7 @@ def _print_plan(spec, trials, problems, n_bad: int, validated: bool, hours_per_t
         f"{spec.budget.eval_every}, checkpoint every {spec.budget.save_every}",
         highlight=False,
     )
+    _console.out.print(f"runs on: {_where(spec)}", highlight=False)
     if validated:
         verdict = "all valid" if not n_bad else f"{n_bad} of {len(trials)} trials invalid"
         _console.out.print(f"{spec.trainer.backend} config check: {verdict}", highlight=False)
@@ -155,3 +157,17 @@ def _print_search(spec, hours_per_trial: float | None) -> None:  # noqa: ANN001
     if hours is not None:
         total += f"; at most {search.num_samples * hours * max(gpus, 1):,.4g} {'GPU' if gpus else 'CPU'}-hours at {hours:g} h per trial"
     out.print(total, highlight=False)
+
+
+def _where(spec: Any) -> str:
+    """Say where the trials run: a Ray cluster, or one sbatch job per trial with its options."""
+    if spec.cluster == "local":
+        return "a Ray cluster (`cluster: local`), one trainer process per trial"
+    slurm = spec.cluster.slurm
+    options = [f"--time={slurm.time}", f"--nodes={spec.resources.nodes}"]
+    if spec.resources.gpus:
+        options.append(f"--gpus-per-node={spec.resources.gpus}")
+    options += [f"--{k}={v}" for k in ("partition", "account", "qos", "constraint") if (v := getattr(slurm, k))]
+    options += list(slurm.extra_sbatch)
+    jobs = "all submitted at once" if slurm.max_jobs is None else f"at most {slurm.max_jobs} submitted at once"
+    return f"Slurm, one sbatch job per trial ({' '.join(options)}; {jobs}; requeue {'on' if slurm.requeue else 'off'})"
