@@ -230,6 +230,31 @@ def test_service_token_is_created_private_and_kept(tmp_path: Path) -> None:
         load_or_create_token(tmp_path)
 
 
+def test_service_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, env: dict[str, str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [*ABLATE, "serve", "--host", "0.0.0.0", "--port", str(port), "--state", str(tmp_path / "state")],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert "without TLS" in result.stderr and f"cannot listen on 0.0.0.0:{port}" in result.stderr
+    cases = [
+        (["submit", str(tmp_path / "missing.yaml"), "--server", "http://127.0.0.1:9"], "no such spec file"),
+        (["submit", str(_demo_spec(tmp_path)), "--server", "http://127.0.0.1:9", "--token-file", str(tmp_path / "none")], "cannot read the token file"),
+        (["status", "--server", "ftp://x", "--token-file", str(_demo_spec(tmp_path))], "must be an http:// or https:// URL"),
+        (["cancel", "x-1"], "--server is required"),
+    ]
+    (tmp_path / "token").write_text("t\n")
+    cases.append((["status", "--server", f"http://127.0.0.1:{_free_port()}", "--token-file", str(tmp_path / "token")], "cannot reach"))
+    for args, message in cases:
+        result = subprocess.run([*ABLATE, *args], capture_output=True, text=True, env=env, timeout=120)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr and result.stderr.count("error:") == 1 and "Traceback" not in result.stderr, (args, result.stderr)
+
+
 def test_service_answers_401_without_the_right_token(server: Server) -> None:
     with httpx.Client(base_url=server.url, timeout=30) as anonymous:
         for method, path in [("GET", "/sweeps"), ("GET", "/openapi.json"), ("GET", "/health"), ("GET", "/dashboard"), ("POST", "/sweeps"), ("POST", "/sweeps/x-1/cancel"), ("GET", "/nowhere")]:

@@ -8,6 +8,7 @@ and the worker thread never share one.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -95,6 +96,7 @@ class ServiceDB:
 
     def __init__(self, path: str | Path) -> None:
         self._path = Path(path)
+        self._local = threading.local()
         try:
             with self._connect() as conn:
                 conn.execute("PRAGMA journal_mode = WAL").fetchone()
@@ -109,12 +111,17 @@ class ServiceDB:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
-        try:
+        """Yield this thread's connection (opened once per thread: the service's request threads are pooled)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
             conn.execute("PRAGMA busy_timeout = 30000")
+            self._local.conn = conn
+        try:
             yield conn
         finally:
-            conn.close()
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
 
     def create_sweep(
         self,

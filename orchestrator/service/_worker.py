@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from orchestrator.errors import AblateError
 from orchestrator.service._db import ServiceDB, ServiceSweep
