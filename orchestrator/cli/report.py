@@ -108,7 +108,8 @@ def _runs_from_store(sweep_dir: Path) -> tuple[Any, list[Any], dict[str, Any]]:
             RunInput(
                 run=trial.name,
                 history=store.get_history(trial.id),
-                levels=trial.levels,
+                # A search's trials each have their own sampled values: no factor to compare (search.md ranks them).
+                levels={} if spec.search is not None else trial.levels,
                 seed=trial.seed,
                 stop_reason=stop_reason,
                 stop_step=trial.stop_step,
