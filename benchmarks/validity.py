@@ -580,14 +580,15 @@ def main() -> None:
         "seconds_per_trial": seconds,
         "example_warnings_seeds_1_3": list(example.warnings),
         "sweep_wall_s": spent["wall_s"],
+        "sweep_calls": spent["calls"],
         "analysis_wall_s": analysis,
     }
-    results = ROOT / "benchmarks" / "results"
-    (results / "validity.json").write_text(json.dumps(_finite(result), indent=2) + "\n")
     result["candidates"] = {
         f"{kind}:{name}@{size}": {"coverage": t.fraction(), "worst_level": t.worst()[1], "called_right": t.called_right()}
         for (kind, name, size), t in candidates.items()
     }
+    results = ROOT / "benchmarks" / "results"
+    (results / "validity.json").write_text(json.dumps(_finite(result), indent=2) + "\n")
     text = render(result, tallies, candidates, levels, wall)
     (results / "validity.md").write_text(text)
     print(text)
@@ -642,7 +643,10 @@ def render(
         "Command: `python benchmarks/validity.py` (trains the demo's 6 levels x 20 seeds through `ablate run` with "
         "collapse stops and ASHA off, cached in `benchmarks/cache/validity/`; rerunning only re-analyses).",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared), Python {platform.python_version()}. "
-        f"Training: {spent / 60:.1f} min of `ablate run` in all ({ran}); analysis {result['analysis_wall_s']:.0f} s.",
+        f"Training: {spent / 60:.1f} min of `ablate run` in all, over {result['sweep_calls']} call(s) (a call cut off "
+        f"by the loss of its Ray cluster is resumed; {ran}); analysis {result['analysis_wall_s']:.0f} s. The "
+        "machine was shared with other work while it trained (load average 5-9 on 2 cores), so these times are "
+        "upper bounds.",
         "Seconds per trial (median, 2 trials at a time, nice 15): "
         + ", ".join(f"{label} {secs:.0f}" for label, secs in result["seconds_per_trial"].items())
         + ".",
@@ -762,11 +766,12 @@ def render(
         "## Censoring: ASHA stops treated as finished vs censored",
         "",
         f"ASHA ({', '.join(f'{k} {v}' for k, v in cens['asha'].items())}, collapse stops off) replayed over the "
-        f"recorded full curves (`orchestrator.replay.replay`, the recorded arrival order, {cens['concurrency']} trials at a "
-        "time as the sweep ran): it stops {cens['asha_stopped']} of {sum(t['runs'] for t in truth.values())} runs. Each stopped "
-        "run's history is cut at its stop step and the report summarises the runs again. 'As finished' counts an "
-        "ASHA stop as a run that reached its budget without collapsing (its collapse rate denominator and a "
-        "Kaplan-Meier censoring at the budget); 'censored' is what the report does (left out of the rate, censored "
+        f"recorded full curves (`orchestrator.replay.replay`, the recorded arrival order, {cens['concurrency']} trials "
+        f"at a time as the sweep ran): it stops {cens['asha_stopped']} of {sum(t['runs'] for t in truth.values())} "
+        "runs. Each stopped run's history is cut at its stop step and the report summarises the runs again. 'As "
+        "finished' counts an ASHA stop as a run that reached its budget without collapsing (its collapse rate "
+        "denominator and a Kaplan-Meier censoring at the budget); 'censored' is what the report does (left out of the "
+        "rate's estimate, its interval bounded by every way the stopped runs could have ended, censored "
         "at the stop step). Truth: the full curves.",
         "",
         "| level | ASHA stops | of them collapse later | collapse rate: truth / as finished / report (its interval) | collapsed by the budget (Kaplan-Meier): truth / as finished / censored | median steps to collapse: truth / as finished / censored |",
