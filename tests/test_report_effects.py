@@ -178,7 +178,7 @@ def _asha_runs() -> list[RunInput]:
         RunInput("kl0_s1", _history(65, 0.6), {"kl": "0"}, 1),
         RunInput("kl0_s2", _history(None, 0.6), {"kl": "0"}, 2),
         RunInput("kl0_s3", _history(None, 0.6, steps=40), {"kl": "0"}, 3, stop_reason=ASHA_STOP, stop_step=40),
-        *(RunInput(f"kl0.01_s{s}", _history(None, 0.7), {"kl": "0.01"}, s) for s in (1, 2, 3)),
+        *(RunInput(f"kl0.01_s{s}", _history(None, 0.68 + 0.01 * s), {"kl": "0.01"}, s) for s in (1, 2, 3)),
     ]
 
 
