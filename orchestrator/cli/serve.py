@@ -20,6 +20,7 @@ def serve(
     address: str = typer.Option(None, "--address", envvar="RAY_ADDRESS", help="An existing Ray cluster (default: start a local one)."),
     cpus: int = typer.Option(None, "--cpus", min=1, help="CPUs of the local Ray cluster (default: all)."),
     gpus: int = typer.Option(None, "--gpus", min=0, help="GPUs of the local Ray cluster, may be logical (default: detected)."),
+    niceness: int = typer.Option(5, "--sweep-niceness", min=0, max=19, help="Run sweeps (and their trainers) this much nicer than the service, so the API stays responsive (default: 5)."),
     root: Path = typer.Option(None, "--root", help="Folder a spec's relative trainer.base is read from when its text is not sent (default: here)."),
     ssl_certfile: Path = typer.Option(None, "--ssl-certfile", help="TLS certificate (PEM); with --ssl-keyfile, serve HTTPS."),
     ssl_keyfile: Path = typer.Option(None, "--ssl-keyfile", help="TLS private key (PEM)."),
@@ -45,7 +46,7 @@ def serve(
         )
     _check_port(host, port)
     try:
-        service = Service(state, root=root, max_running=max_running, address=address, cpus=cpus, gpus=gpus)
+        service = Service(state, root=root, max_running=max_running, address=address, cpus=cpus, gpus=gpus, niceness=niceness)
     except AblateError as exc:
         _console.abort(str(exc))
     scheme = "https" if tls else "http"

@@ -1,6 +1,6 @@
 """Run an `ablate` command as the service's child: interrupted (as by Ctrl-C) as soon as the service goes away.
 
-`python -m orchestrator.service._child ARGS...` runs `ablate ARGS...` in this process. A thread reads standard
+`python -m orchestrator.service._child [--nice N] ARGS...` runs `ablate ARGS...` in this process. A thread reads standard
 input, a pipe whose other end only the service holds: when the service exits, however it exits (SIGKILL included),
 the pipe reaches end-of-file, and the thread sends SIGINT to this process, which stops the sweep cleanly and leaves
 it resumable, exactly as Ctrl-C on `ablate run` does. If that does not end the process within the grace period, it
@@ -30,7 +30,14 @@ def _watch_stdin() -> None:
 
 
 def main(args: list[str]) -> None:
-    """Run `ablate args...`, watching standard input for the service's exit."""
+    """Run `ablate args...`, watching standard input for the service's exit.
+
+    A leading `--nice N` first lowers this process's priority by N (the trainers it starts inherit it), so that the
+    service's API stays responsive on the machine that trains.
+    """
+    if args[:1] == ["--nice"]:
+        os.nice(int(args[1]))
+        args = args[2:]
     threading.Thread(target=_watch_stdin, name="ablate-service-watch", daemon=True).start()
     from orchestrator.cli import app
 

@@ -1,4 +1,4 @@
-"""The service's Ray cluster: `python -m orchestrator.service._ray_head [--cpus N] [--gpus N]`.
+"""The service's Ray cluster: `python -m orchestrator.service._ray_head [--cpus N] [--gpus N] [--nice N]`.
 
 Starts a local Ray head (token authentication, the token from `RAY_AUTH_TOKEN`), prints one JSON line with its
 address and resources, then holds it until standard input reaches end-of-file (the service closed the pipe, or
@@ -22,7 +22,10 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="orchestrator.service._ray_head")
     parser.add_argument("--cpus", type=int, default=None)
     parser.add_argument("--gpus", type=int, default=None)
+    parser.add_argument("--nice", type=int, default=0, help="lower the priority of Ray, its workers and the trainers")
     args = parser.parse_args(argv)
+    if args.nice:
+        os.nice(args.nice)
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     import ray
 

@@ -52,10 +52,11 @@ class RayHead:
     Args:
         cpus, gpus: The cluster's CPUs and (possibly logical) GPUs; None lets Ray detect them.
         log_path: Where the head's output goes.
+        niceness: How much to lower the priority of Ray's processes (and so of the trainers its workers start).
     """
 
-    def __init__(self, *, cpus: int | None, gpus: int | None, log_path: Path) -> None:
-        self._cpus, self._gpus, self._log_path = cpus, gpus, log_path
+    def __init__(self, *, cpus: int | None, gpus: int | None, log_path: Path, niceness: int = 0) -> None:
+        self._cpus, self._gpus, self._log_path, self._niceness = cpus, gpus, log_path, niceness
         self._proc: subprocess.Popen[bytes] | None = None
         self.token = secrets.token_hex(32)
         self.address: str | None = None
@@ -81,6 +82,8 @@ class RayHead:
             argv += ["--cpus", str(self._cpus)]
         if self._gpus is not None:
             argv += ["--gpus", str(self._gpus)]
+        if self._niceness:
+            argv += ["--nice", str(self._niceness)]
         with open(self._log_path, "ab") as logfile:
             self._proc = subprocess.Popen(
                 argv,
@@ -158,6 +161,9 @@ class Worker:
         cpus, gpus: The local head's resources (None: detected).
         poll_s: How often the worker looks at the queue and its children.
         stop_grace_s: How long a stopping sweep has to end cleanly before its process group is killed.
+        niceness: How much lower than the service's the priority of the sweeps' processes is (their `ablate run`, and
+            through the service's Ray head its workers and the trainers), so that the API stays responsive on a
+            machine that trains (0: the same).
     """
 
     def __init__(
@@ -171,15 +177,19 @@ class Worker:
         gpus: int | None = None,
         poll_s: float = 0.5,
         stop_grace_s: float = 120.0,
+        niceness: int = 5,
     ) -> None:
         if max_running < 1:
             raise ValueError(f"`max_running` must be at least 1 but got {max_running}.")
+        if not 0 <= niceness <= 19:
+            raise ValueError(f"`niceness` must be between 0 and 19 but got {niceness}.")
+        self._niceness = niceness
         self._db = db
         self._state = state_dir
         self._max_running = max_running
         self._address = address
         self._head_log = state_dir / "ray-head.log"
-        self._head = None if address else RayHead(cpus=cpus, gpus=gpus, log_path=self._head_log)
+        self._head = None if address else RayHead(cpus=cpus, gpus=gpus, log_path=self._head_log, niceness=niceness)
         self._poll_s = poll_s
         self._stop_grace_s = stop_grace_s
         self._running: dict[str, _Running] = {}
@@ -343,7 +353,7 @@ class Worker:
     def _start(self, sweep_id: str) -> None:
         home = sweep_home(self._state, sweep_id)
         argv = [
-            sys.executable, "-m", "orchestrator.service._child",
+            sys.executable, "-m", "orchestrator.service._child", "--nice", str(self._niceness),
             "run", str(home / SPEC_FILE), "--out", str(home / RUN_DIR), "--no-validate",
         ]  # fmt: skip
         env = dict(os.environ)
@@ -354,7 +364,7 @@ class Worker:
             argv += ["--address", str(self._address)]
         env["PYTHONUNBUFFERED"] = "1"
         logfile = open(home / LOG_FILE, "ab")
-        logfile.write(f"---- {time.strftime('%Y-%m-%d %H:%M:%S')} ablate {' '.join(argv[3:])}\n".encode())
+        logfile.write(f"---- {time.strftime('%Y-%m-%d %H:%M:%S')} ablate {' '.join(argv[5:])}\n".encode())
         logfile.flush()
         proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=logfile, stderr=subprocess.STDOUT, env=env, cwd=home, start_new_session=True
