@@ -578,10 +578,12 @@ def run_sweep(
     store, trials = prepare_sweep(spec, spec_text, sweep_dir)
     settings = SweepSettings.from_spec(spec, sweep_dir, poll_s=poll_s)
     if not ray.is_initialized():
+        own = address in (None, "local")
         ray.init(
-            address=address,
-            num_cpus=num_cpus if address is None else None,
-            num_gpus=num_gpus if address is None else None,
+            # "local": always a new cluster of our own; a bare ray.init() would join one that `ray start` left running.
+            address="local" if own else address,
+            num_cpus=num_cpus if own else None,
+            num_gpus=num_gpus if own else None,
             include_dashboard=False,
             log_to_driver=False,
             logging_level=logging.WARNING,

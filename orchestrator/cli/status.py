@@ -57,7 +57,7 @@ def status(
             table.add_row(
                 r["name"],
                 str(r["seed"]),
-                r["status"],
+                r["status"] if not r.get("queue_reason") else f"{r['status']}: {r['queue_reason']}",
                 "" if r["step"] is None else str(r["step"]),
                 "" if r["best_score"] is None else f"{r['best_score']:.4g} @ {r['best_step']}",
                 "" if r["collapse_step"] is None else str(r["collapse_step"]),
