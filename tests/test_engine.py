@@ -10,22 +10,15 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from orchestrator.store import SQLiteStore
 
-ROOT = Path(__file__).resolve().parents[1]
-ABLATE = [sys.executable, "-c", "from orchestrator.cli import main; main()"]
-# The miniature's warm start, shortened for tests (cached once per session in ABLATE_CACHE_DIR).
-FAST = "{mini.warm_start.steps: 600}"
-COLLAPSING_LR = 5e-3  # collapses within 5 steps of a 600-step warm start
-HEALTHY_LR = 1e-3
-
+sys.path.insert(0, str(Path(__file__).parent))
+from mini_sweeps import ABLATE, COLLAPSING_LR, HEALTHY_LR, run_ablate, trainers, write_spec  # noqa: E402
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
@@ -33,31 +26,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {**os.environ, "ABLATE_CACHE_DIR": str(cache), "WANDB_SILENT": "true"}
 
 
-def _spec(tmp_path: Path, name: str, body: str) -> Path:
-    text = f"name: {name}\ntrainer: {{backend: mini, base: {ROOT}/configs/mini/original.yaml, overrides: {FAST}}}\n"
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(text + textwrap.dedent(body))
-    return path
-
-
-def _run(args: list[str], env: dict[str, str], timeout: int = 420) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*ABLATE, *args], capture_output=True, text=True, env=env, timeout=timeout)
-
-
 def _trials(out: Path) -> dict[str, object]:
     store = SQLiteStore(out / "sweep.db")
     sweep = store.list_sweeps()[0].id
     return {t.name: t for t in store.list_trials(sweep)}
-
-
-def _trainers(marker: Path) -> list[psutil.Process]:
-    """Return the live trainer processes whose command line names `marker` (a sweep directory)."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(proc.info.get("cmdline") or [])
-        if "orchestrator.minigrpo" in cmdline and str(marker) in cmdline:
-            found.append(proc)
-    return found
 
 
 def _steps_with(store: SQLiteStore, trial_id: str, key: str) -> list[int]:
@@ -67,7 +39,7 @@ def _steps_with(store: SQLiteStore, trial_id: str, key: str) -> list[int]:
 def test_run_stops_a_collapsing_trial_and_keeps_best_checkpoints(
     tmp_path: Path, env: dict[str, str], request: pytest.FixtureRequest
 ) -> None:
-    spec = _spec(
+    spec = write_spec(
         tmp_path,
         "collapse",
         f"""\
@@ -79,7 +51,7 @@ def test_run_stops_a_collapsing_trial_and_keeps_best_checkpoints(
         """,
     )
     out = tmp_path / "out"
-    result = _run(["run", str(spec), "--out", str(out)], env)
+    result = run_ablate(["run", str(spec), "--out", str(out)], env)
     assert result.returncode == 0, result.stderr[-3000:]
     trials = _trials(out)
     collapsed = trials[f"lr=const{COLLAPSING_LR:g}_s1"]
@@ -100,12 +72,12 @@ def test_run_stops_a_collapsing_trial_and_keeps_best_checkpoints(
         assert kept.step == trial.best_step or trial.best_step == 0, (trial.name, kept.step, trial.best_step)
         # wandb, offline: one run per trial under its directory.
         assert list((out / "trials" / trial.name / "wandb").glob("offline-run-*")), trial.name
-    assert _trainers(out) == []
-    status = _run(["status", str(out)], env)
+    assert trainers(out) == []
+    status = run_ablate(["status", str(out)], env)
     assert status.returncode == 0
     assert collapsed.stop_reason in status.stdout
     # The report reads the same store: the recorded stop is the collapse, each trial's best checkpoint is named.
-    report = _run(["report", str(out), "--json"], env)
+    report = run_ablate(["report", str(out), "--json"], env)
     assert report.returncode == 0, report.stderr[-3000:]
     summary = json.loads(report.stdout)
     runs = {r["run"]: r for r in summary["runs"]}
@@ -122,7 +94,7 @@ def test_run_stops_a_collapsing_trial_and_keeps_best_checkpoints(
 
 
 def test_run_asha_stops_a_weak_trial(tmp_path: Path, env: dict[str, str]) -> None:
-    spec = _spec(
+    spec = write_spec(
         tmp_path,
         "asha",
         f"""\
@@ -135,7 +107,7 @@ def test_run_asha_stops_a_weak_trial(tmp_path: Path, env: dict[str, str]) -> Non
         """,
     )
     out = tmp_path / "out"
-    result = _run(["run", str(spec), "--out", str(out)], env)
+    result = run_ablate(["run", str(spec), "--out", str(out)], env)
     assert result.returncode == 0, result.stderr[-3000:]
     trials = _trials(out)
     weak = trials[f"lr=const{COLLAPSING_LR:g}_s1"]
@@ -143,11 +115,11 @@ def test_run_asha_stops_a_weak_trial(tmp_path: Path, env: dict[str, str]) -> Non
     assert weak.status == "stopped"
     assert weak.stop_step is not None and weak.stop_step < 40
     assert trials[f"lr=const{HEALTHY_LR:g}_s1"].stop_reason == "completed"
-    assert _trainers(out) == []
+    assert trainers(out) == []
 
 
 def test_run_retries_a_crashed_trainer_and_resumes_from_its_checkpoint(tmp_path: Path, env: dict[str, str]) -> None:
-    spec = _spec(
+    spec = write_spec(
         tmp_path,
         "crash",
         f"""\
@@ -206,7 +178,7 @@ def _wait_for_step(out: Path, step: int, timeout: float) -> tuple[str, int]:
 
 
 def test_run_resumes_after_the_driver_is_killed(tmp_path: Path, env: dict[str, str]) -> None:
-    spec = _spec(
+    spec = write_spec(
         tmp_path,
         "resume",
         f"""\
@@ -229,12 +201,12 @@ def test_run_resumes_after_the_driver_is_killed(tmp_path: Path, env: dict[str, s
         driver.kill()
     # No trainer outlives the driver (the trial workers die with it, and each trainer's guard with them).
     deadline = time.monotonic() + 60
-    while _trainers(out) and time.monotonic() < deadline:
+    while trainers(out) and time.monotonic() < deadline:
         time.sleep(1)
-    assert _trainers(out) == []
+    assert trainers(out) == []
     before = _trials(out)
     finished_before = {name for name, t in before.items() if t.status == "completed"}
-    result = _run(["run", str(spec), "--out", str(out)], env)
+    result = run_ablate(["run", str(spec), "--out", str(out)], env)
     assert result.returncode == 0, result.stderr[-3000:]
     store = SQLiteStore(out / "sweep.db")
     after = _trials(out)
@@ -252,7 +224,7 @@ def test_run_resumes_after_the_driver_is_killed(tmp_path: Path, env: dict[str, s
 
 
 def test_run_packs_two_gpu_trials_on_four_logical_gpus(tmp_path: Path, env: dict[str, str]) -> None:
-    spec = _spec(
+    spec = write_spec(
         tmp_path,
         "gpus",
         """\
@@ -265,7 +237,7 @@ def test_run_packs_two_gpu_trials_on_four_logical_gpus(tmp_path: Path, env: dict
         """,
     )
     out = tmp_path / "out"
-    result = _run(["run", str(spec), "--out", str(out), "--gpus", "4", "--cpus", "4"], env)
+    result = run_ablate(["run", str(spec), "--out", str(out), "--gpus", "4", "--cpus", "4"], env)
     assert result.returncode == 0, result.stderr[-3000:]
     store = SQLiteStore(out / "sweep.db")
     spans = []
@@ -284,7 +256,7 @@ def test_run_packs_two_gpu_trials_on_four_logical_gpus(tmp_path: Path, env: dict
 
 
 def test_run_ctrl_c_stops_every_trainer_and_leaves_the_sweep_resumable(tmp_path: Path, env: dict[str, str]) -> None:
-    spec = _spec(
+    spec = write_spec(
         tmp_path,
         "interrupt",
         f"""\
@@ -308,14 +280,14 @@ def test_run_ctrl_c_stops_every_trainer_and_leaves_the_sweep_resumable(tmp_path:
     assert "resume with" in stdout
     assert "Traceback" not in stderr
     deadline = time.monotonic() + 30
-    while _trainers(out) and time.monotonic() < deadline:
+    while trainers(out) and time.monotonic() < deadline:
         time.sleep(1)
-    assert _trainers(out) == []
+    assert trainers(out) == []
     assert {t.status for t in _trials(out).values()} == {"pending"}
 
 
 def test_run_refuses_a_trial_the_cluster_cannot_hold(tmp_path: Path, env: dict[str, str]) -> None:
-    spec = _spec(
+    spec = write_spec(
         tmp_path,
         "toobig",
         """\
@@ -326,7 +298,7 @@ def test_run_refuses_a_trial_the_cluster_cannot_hold(tmp_path: Path, env: dict[s
         """,
     )
     out = tmp_path / "out"
-    result = _run(["run", str(spec), "--out", str(out), "--cpus", "2"], env, timeout=300)
+    result = run_ablate(["run", str(spec), "--out", str(out), "--cpus", "2"], env, timeout=300)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [
@@ -338,7 +310,7 @@ def test_run_refuses_a_trial_the_cluster_cannot_hold(tmp_path: Path, env: dict[s
 
 
 def test_run_refuses_a_slurm_spec_where_there_is_no_slurm(tmp_path: Path, env: dict[str, str]) -> None:
-    spec = _spec(
+    spec = write_spec(
         tmp_path,
         "slurm",
         """\
@@ -349,7 +321,7 @@ def test_run_refuses_a_slurm_spec_where_there_is_no_slurm(tmp_path: Path, env: d
         """,
     )
     no_slurm = {**env, "PATH": str(Path(sys.executable).parent)}  # the interpreter, and no sbatch
-    result = _run(["run", str(spec), "--out", str(tmp_path / "out")], no_slurm, timeout=120)
+    result = run_ablate(["run", str(spec), "--out", str(tmp_path / "out")], no_slurm, timeout=120)
     assert result.returncode == 2
     assert "error: `cluster: slurm` needs Slurm's sbatch on PATH; run ablate on a Slurm login node" in result.stderr
     assert not (tmp_path / "out").exists()

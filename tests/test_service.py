@@ -29,8 +29,10 @@ from hypothesis import HealthCheck, settings
 from orchestrator.errors import AblateError
 from orchestrator.service import ServiceDB, load_or_create_token
 
-ROOT = Path(__file__).resolve().parents[1]
-ABLATE = [sys.executable, "-c", "from orchestrator.cli import main; main()"]
+sys.path.insert(0, str(Path(__file__).parent))
+from mini_sweeps import ABLATE, ROOT  # noqa: E402
+from mini_sweeps import trainers as _trainers  # noqa: E402
+
 CHROMIUM = Path("/usr/bin/chromium")
 FAST = {"mini.warm_start.steps": 600}
 BAD_KL = "factors.kl[1].coef"
@@ -54,16 +56,6 @@ def _wait_for(what: str, check: Callable[[], Any], timeout: float, every: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(every)
-
-
-def _trainers(marker: Path) -> list[psutil.Process]:
-    """Return the live trainer processes whose command line names `marker` (a state folder)."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(proc.info.get("cmdline") or [])
-        if "orchestrator.minigrpo" in cmdline and str(marker) in cmdline:
-            found.append(proc)
-    return found
 
 
 class Server:

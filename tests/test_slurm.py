@@ -14,13 +14,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-import psutil
 import pytest
 
 from orchestrator.launchers import Status
@@ -28,15 +26,9 @@ from orchestrator.launchers.slurm import SlurmLauncher, SlurmOptions, job_state
 from orchestrator.store import SQLiteStore
 from orchestrator.trainers import Command
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
+from mini_sweeps import ABLATE, COLLAPSING_LR, HEALTHY_LR, ROOT, run_ablate, trainers, write_spec  # noqa: E402
 from slurm_cluster import Cluster, SlurmUnavailable, start_cluster  # noqa: E402
-
-ABLATE = [sys.executable, "-c", "from orchestrator.cli import main; main()"]
-FAST = "{mini.warm_start.steps: 600}"
-COLLAPSING_LR = 5e-3
-HEALTHY_LR = 1e-3
-
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
@@ -62,17 +54,6 @@ def _slurm_env(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLURM_CONF", env["SLURM_CONF"])
 
 
-def _spec(tmp_path: Path, name: str, body: str) -> Path:
-    text = f"name: {name}\ntrainer: {{backend: mini, base: {ROOT}/configs/mini/original.yaml, overrides: {FAST}}}\n"
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(text + textwrap.dedent(body))
-    return path
-
-
-def _run(args: list[str], env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*ABLATE, *args], capture_output=True, text=True, env=env, timeout=timeout)
-
-
 def _store_trials(out: Path) -> tuple[SQLiteStore, dict[str, object]]:
     store = SQLiteStore(out / "sweep.db")
     sweep = store.list_sweeps()[0].id
@@ -90,7 +71,7 @@ def _job_ids(store: SQLiteStore, trial_id: str) -> list[str]:
 
 
 def test_sweep_runs_as_slurm_jobs_and_a_collapse_scancels_its_job(tmp_path: Path, env: dict[str, str]) -> None:
-    spec = _spec(
+    spec = write_spec(
         tmp_path,
         "slurm-collapse",
         f"""\
@@ -102,7 +83,7 @@ def test_sweep_runs_as_slurm_jobs_and_a_collapse_scancels_its_job(tmp_path: Path
         """,
     )
     out = tmp_path / "out"
-    result = _run(["run", str(spec), "--out", str(out)], env)
+    result = run_ablate(["run", str(spec), "--out", str(out)], env)
     assert result.returncode == 0, result.stderr[-3000:]
     store, trials = _store_trials(out)
     collapsing = trials[f"lr=const{COLLAPSING_LR:g}_s1"]
@@ -124,12 +105,12 @@ def test_sweep_runs_as_slurm_jobs_and_a_collapse_scancels_its_job(tmp_path: Path
     assert store.get_checkpoints(healthy.id)["best"].step == healthy.best_step
     # The stop came within one eval of the rule's onset, not at the end of the budget.
     assert collapsing.stop_step - collapsing.collapse_step <= 5
-    status = _run(["status", str(out)], env)
+    status = run_ablate(["status", str(out)], env)
     assert status.returncode == 0 and "collapse:" in status.stdout
 
 
 def test_an_asha_stop_scancels_the_job_at_once(tmp_path: Path, env: dict[str, str]) -> None:
-    spec = _spec(
+    spec = write_spec(
         tmp_path,
         "slurm-asha",
         f"""\
@@ -142,7 +123,7 @@ def test_an_asha_stop_scancels_the_job_at_once(tmp_path: Path, env: dict[str, st
         """,
     )
     out = tmp_path / "out"
-    result = _run(["run", str(spec), "--out", str(out)], env)
+    result = run_ablate(["run", str(spec), "--out", str(out)], env)
     assert result.returncode == 0, result.stderr[-3000:]
     store, trials = _store_trials(out)
     stopped = [t for t in trials.values() if t.stop_reason == "asha"]
@@ -158,7 +139,7 @@ def test_an_asha_stop_scancels_the_job_at_once(tmp_path: Path, env: dict[str, st
 
 
 def test_a_failed_and_an_interrupted_job_are_resubmitted_and_resume(tmp_path: Path, env: dict[str, str]) -> None:
-    spec = _spec(
+    spec = write_spec(
         tmp_path,
         "slurm-retry",
         f"""\
@@ -176,7 +157,7 @@ def test_a_failed_and_an_interrupted_job_are_resubmitted_and_resume(tmp_path: Pa
     try:
         # 1. The trainer dies (an OOM kill, say): the job FAILS with its exit code, and is retried.
         trial_id = _wait_for(out, lambda t: t.last_step is not None and t.last_step >= 12 and t.attempts == 1)
-        (trainer,) = _trainers(out)
+        (trainer,) = trainers(out)
         trainer.send_signal(signal.SIGKILL)
         # 2. Someone cancels the second job (or the cluster preempts it): it is resubmitted and resumes.
         _wait_for(out, lambda t: t.attempts == 2 and t.last_step is not None and t.last_step >= 22)
@@ -207,7 +188,7 @@ def test_a_failed_and_an_interrupted_job_are_resubmitted_and_resume(tmp_path: Pa
 
 def test_gpu_jobs_wait_in_slurms_queue_for_free_gpus(tmp_path: Path, env: dict[str, str], cluster: Cluster) -> None:
     """3 trials of 2 GPUs on 4 logical GPUs: all three are submitted, Slurm runs two at a time."""
-    spec = _spec(
+    spec = write_spec(
         tmp_path,
         "slurm-gpus",
         """\
@@ -220,7 +201,7 @@ def test_gpu_jobs_wait_in_slurms_queue_for_free_gpus(tmp_path: Path, env: dict[s
         """,
     )
     out = tmp_path / "out"
-    result = _run(["run", str(spec), "--out", str(out)], env)
+    result = run_ablate(["run", str(spec), "--out", str(out)], env)
     assert result.returncode == 0, result.stderr[-3000:]
     store, trials = _store_trials(out)
     assert {t.status for t in trials.values()} == {"completed"}
@@ -238,7 +219,7 @@ def test_gpu_jobs_wait_in_slurms_queue_for_free_gpus(tmp_path: Path, env: dict[s
 
 
 def test_a_partition_slurm_does_not_have_is_refused_before_anything_starts(tmp_path: Path, env: dict[str, str]) -> None:
-    spec = _spec(
+    spec = write_spec(
         tmp_path,
         "slurm-bad",
         """\
@@ -249,7 +230,7 @@ def test_a_partition_slurm_does_not_have_is_refused_before_anything_starts(tmp_p
         """,
     )
     out = tmp_path / "out"
-    result = _run(["run", str(spec), "--out", str(out), "--no-validate"], env, timeout=120)
+    result = run_ablate(["run", str(spec), "--out", str(out), "--no-validate"], env, timeout=120)
     assert result.returncode == 2
     assert "error: Slurm would refuse the trial jobs: sbatch: error: invalid partition specified" in result.stderr
     assert "Traceback" not in result.stderr
@@ -257,7 +238,7 @@ def test_a_partition_slurm_does_not_have_is_refused_before_anything_starts(tmp_p
 
 
 def test_a_sweep_directory_a_directive_cannot_carry_is_refused(tmp_path: Path, env: dict[str, str]) -> None:
-    spec = _spec(
+    spec = write_spec(
         tmp_path,
         "slurm-path",
         """\
@@ -268,7 +249,7 @@ def test_a_sweep_directory_a_directive_cannot_carry_is_refused(tmp_path: Path, e
         """,
     )
     out = tmp_path / "two words"
-    result = _run(["run", str(spec), "--out", str(out), "--no-validate"], env, timeout=120)
+    result = run_ablate(["run", str(spec), "--out", str(out), "--no-validate"], env, timeout=120)
     assert result.returncode == 2
     assert "a Slurm trial directory may hold only" in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
@@ -369,12 +350,3 @@ def _wait_for(out: Path, ready: object, timeout: float = 300) -> str:
         finally:
             store.close()
     raise AssertionError(f"no trial got ready in {timeout} s")
-
-
-def _trainers(marker: Path) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(proc.info.get("cmdline") or [])
-        if "orchestrator.minigrpo" in cmdline and str(marker) in cmdline and "bash" not in cmdline:
-            found.append(proc)
-    return found

@@ -31,6 +31,7 @@ def server_status(server: str, token_file: Path | None, sweep_id: str | None, js
     from rich.table import Table
 
     from orchestrator.cli import _console
+    from orchestrator.cli._trials import print_trials
     from orchestrator.errors import AblateError
 
     try:
@@ -57,23 +58,6 @@ def server_status(server: str, token_file: Path | None, sweep_id: str | None, js
         _console.print_json({"sweep": sweep["id"], "status": sweep["status"], "error": sweep["error"], "trials": rows})
         return
     counts = ", ".join(f"{n} {k}" for k, n in sweep["trials"].items() if n)
-    table = Table(title=f"{sweep['id']} ({sweep['status']}): {counts}")
-    for column in ("trial", "seed", "status", "step", "best", "collapse onset", "stop reason", "attempts"):
-        table.add_column(column)
-    for r in rows:
-        table.add_row(
-            r["name"],
-            str(r["seed"]),
-            r["status"],
-            "" if r["step"] is None else str(r["step"]),
-            "" if r["best_score"] is None else f"{r['best_score']:.4g} @ {r['best_step']}",
-            "" if r["collapse_step"] is None else str(r["collapse_step"]),
-            "" if not r["stop_reason"] else f"{r['stop_reason']} @ {r['stop_step']}",
-            str(r["attempts"]),
-        )
-    _console.print_table(table)
-    for r in rows:
-        if r["why"]:
-            _console.out.print(f"{r['name']}: {r['why']}", highlight=False)
+    print_trials(f"{sweep['id']} ({sweep['status']}): {counts}", rows)
     if sweep["error"]:
         _console.out.print(f"error: {sweep['error']}", highlight=False)

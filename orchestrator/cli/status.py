@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from orchestrator.cli import _console
 from orchestrator.cli._server import SERVER_OPTION, TOKEN_FILE_OPTION, server_status
+from orchestrator.cli._trials import print_trials
 
 
 def status(
@@ -50,24 +50,7 @@ def status(
             _console.print_json({"sweep": sweep.id, "status": sweep.status, "trials": rows})
             continue
         counts = store.summary(sweep.id)
-        table = Table(title=f"{sweep.id} ({sweep.status}): " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
-        for column in ("trial", "seed", "status", "step", "best", "collapse onset", "stop reason", "attempts"):
-            table.add_column(column)
-        for r in rows:
-            table.add_row(
-                r["name"],
-                str(r["seed"]),
-                r["status"] if not r.get("queue_reason") else f"{r['status']}: {r['queue_reason']}",
-                "" if r["step"] is None else str(r["step"]),
-                "" if r["best_score"] is None else f"{r['best_score']:.4g} @ {r['best_step']}",
-                "" if r["collapse_step"] is None else str(r["collapse_step"]),
-                "" if not r["stop_reason"] else f"{r['stop_reason']} @ {r['stop_step']}",
-                str(r["attempts"]),
-            )
-        _console.print_table(table)
-        for r in rows:
-            if r["why"]:
-                _console.out.print(f"{r['name']}: {r['why']}", highlight=False)
+        print_trials(f"{sweep.id} ({sweep.status}): " + ", ".join(f"{n} {s}" for s, n in counts.items() if n), rows)
 
 
 def _only_sweep_dir() -> Path:

@@ -1,0 +1,44 @@
+"""What the end-to-end tests share: small miniature sweeps, the `ablate` CLI in a subprocess, trainer processes.
+
+Imported by the test modules that run real sweeps (tests/ is put on sys.path by each; pytest runs with
+--import-mode=importlib, so the folder is not a package).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+ABLATE = [sys.executable, "-c", "from orchestrator.cli import main; main()"]
+# The miniature's warm start, shortened for tests (cached once per module in ABLATE_CACHE_DIR).
+FAST = "{mini.warm_start.steps: 600}"
+COLLAPSING_LR = 5e-3  # collapses within 5 steps of a 600-step warm start
+HEALTHY_LR = 1e-3
+
+
+def write_spec(tmp_path: Path, name: str, body: str) -> Path:
+    """Write a miniature sweep spec named `name` (the original settings, the short warm start) plus `body`."""
+    text = f"name: {name}\ntrainer: {{backend: mini, base: {ROOT}/configs/mini/original.yaml, overrides: {FAST}}}\n"
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text + textwrap.dedent(body))
+    return path
+
+
+def run_ablate(args: list[str], env: dict[str, str], timeout: int = 420) -> subprocess.CompletedProcess[str]:
+    """Run `ablate ARGS` in a subprocess and return its result (output captured as text)."""
+    return subprocess.run([*ABLATE, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def trainers(marker: Path) -> list[psutil.Process]:
+    """Return the live trainer processes whose command line names `marker` (a sweep or state directory)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info.get("cmdline") or [])
+        if "orchestrator.minigrpo" in cmdline and str(marker) in cmdline and not cmdline.startswith(("bash", "/bin/bash")):
+            found.append(proc)
+    return found
