@@ -44,7 +44,7 @@ BARE = textwrap.dedent(
         if code != 0:
             raise RuntimeError(f"exit {code}")
 
-    ray.init(include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", include_dashboard=False, log_to_driver=False)
     tuner = tune.Tuner(
         tune.with_resources(launch, {"cpu": 1}),
         param_space={"i": tune.grid_search(list(range(len(commands))))},

@@ -3,6 +3,7 @@
 # The first node of the allocation is the head; every other node runs a worker. Each Ray process is a job step
 # (`srun --overlap`, so the steps share the allocation with the batch script's own work) and ends with the job.
 # After `start_ray_cluster`, RAY_ADDRESS points at the head, and `ray.init()` (ablate, verl) joins the cluster.
+# `stop_ray_cluster` stops it (SIGTERM to each Ray step: Ray shuts its processes down) and waits for it.
 #
 # Settings (environment): RAY_PORT (default 6379), ABLATE_RAY_CPUS / ABLATE_RAY_GPUS (per node; default what
 # Slurm allocated on the node), ABLATE_RAY_WAIT_S (how long to wait for every node to join, default 180),
@@ -11,6 +12,8 @@
 # `ray start` (Ray >= 2.52) turns token authentication on and writes the token to ~/.ray/auth_token; the clients
 # in the job connect with RAY_AUTH_MODE=token (exported here). Every node must see that file: a shared $HOME, or
 # RAY_AUTH_TOKEN_PATH on a shared filesystem.
+
+ABLATE_RAY_STEPS=()
 
 start_ray_cluster() {
     local port="${RAY_PORT:-6379}"
@@ -28,10 +31,12 @@ start_ray_cluster() {
     srun --overlap --nodes=1 --ntasks=1 -w "$head" \
         ray start --head --node-ip-address="$head_ip" --port="$port" \
         --num-cpus="$cpus" --num-gpus="$gpus" --include-dashboard=false --block &
+    ABLATE_RAY_STEPS+=("$!")
     sleep 5
     for worker in "${nodes[@]:1}"; do
         srun --overlap --nodes=1 --ntasks=1 -w "$worker" \
             ray start --address="$RAY_ADDRESS" --num-cpus="$cpus" --num-gpus="$gpus" --block &
+        ABLATE_RAY_STEPS+=("$!")
     done
     local deadline=$((SECONDS + wait_s))
     until [ "$(python -c 'import ray; ray.init(logging_level="ERROR"); print(len([n for n in ray.nodes() if n["Alive"]]))' 2>/dev/null)" = "$n_nodes" ]; do
@@ -42,4 +47,17 @@ start_ray_cluster() {
         sleep 3
     done
     echo "ablate: all ${n_nodes} node(s) joined the Ray cluster"
+}
+
+stop_ray_cluster() {
+    local step deadline=$((SECONDS + ${ABLATE_RAY_STOP_S:-45}))
+    for step in "${ABLATE_RAY_STEPS[@]}"; do
+        kill -TERM "$step" 2>/dev/null || true
+    done
+    for step in "${ABLATE_RAY_STEPS[@]}"; do
+        while kill -0 "$step" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
+            sleep 1
+        done
+    done
+    ABLATE_RAY_STEPS=()
 }

@@ -191,7 +191,7 @@ def test_seed_mean_scheduler_stops_a_configuration_under_real_tune(tmp_path: Any
         reduction_factor=2,
         groups={name: point for name, (point, _) in CURVES.items()},
     )
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         tuner = tune.Tuner(
             _replaying_trainable,
