@@ -193,14 +193,16 @@ class SlurmLauncher:
         return job.job_id
 
     def poll(self, handle: str) -> JobState:
-        """Return the job's state; queries Slurm at most every `state_poll_s`, sooner once the job has ended."""
+        """Return the job's state; queries Slurm at most every `state_poll_s`, every second once the job is ending."""
         job = self._jobs.get(handle)
         if job is None:
             return job_state(handle)
         if job.final:
             return job.state
         now = time.monotonic()
-        if now - job.queried >= self._state_poll_s or job.exit_path.exists():
+        # Once the script has written its exit file the job is ending: ask every second, not every `state_poll_s`.
+        every = min(1.0, self._state_poll_s) if job.exit_path.exists() else self._state_poll_s
+        if now - job.queried >= every:
             job.queried = now
             job.state = job_state(handle, exit_path=job.exit_path, stopped=job.stopped)
             job.final = job.state.status.done
