@@ -9,9 +9,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
+
+from orchestrator.store import SQLiteStore
 
 ROOT = Path(__file__).resolve().parents[1]
 ABLATE = [sys.executable, "-c", "from orchestrator.cli import main; main()"]
@@ -42,3 +47,25 @@ def trainers(marker: Path) -> list[psutil.Process]:
         if "orchestrator.minigrpo" in cmdline and str(marker) in cmdline and not cmdline.startswith(("bash", "/bin/bash")):
             found.append(proc)
     return found
+
+
+def wait_for_trial(out: Path, ready: Callable[[SQLiteStore, Any], bool], timeout: float, what: str) -> tuple[SQLiteStore, Any]:
+    """Poll a running sweep's store until one of its trials satisfies `ready(store, record)`.
+
+    Returns an open store (the caller closes it) and that trial's record.
+
+    Raises:
+        AssertionError: Naming `what`, if no trial is ready within `timeout` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if not (out / "sweep.db").exists():
+            continue
+        store = SQLiteStore(out / "sweep.db")
+        sweeps = store.list_sweeps()
+        for trial in store.list_trials(sweeps[0].id) if sweeps else []:
+            if ready(store, trial):
+                return store, trial
+        store.close()
+    raise AssertionError(f"no trial {what} in {timeout} s")

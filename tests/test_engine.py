@@ -12,13 +12,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from orchestrator.store import SQLiteStore
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mini_sweeps import ABLATE, COLLAPSING_LR, HEALTHY_LR, run_ablate, trainers, write_spec  # noqa: E402
+from mini_sweeps import ABLATE, COLLAPSING_LR, HEALTHY_LR, run_ablate, trainers, wait_for_trial, write_spec  # noqa: E402
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
@@ -160,21 +161,15 @@ def test_run_retries_a_crashed_trainer_and_resumes_from_its_checkpoint(tmp_path:
 
 def _wait_for_step(out: Path, step: int, timeout: float) -> tuple[str, int]:
     """Wait until a running trial has logged `step`; return its id and its trainer's process group."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        if not (out / "sweep.db").exists():
-            continue
-        store = SQLiteStore(out / "sweep.db")
-        try:
-            sweeps = store.list_sweeps()
-            for trial in store.list_trials(sweeps[0].id) if sweeps else []:
-                if trial.status == "running" and (trial.last_step or 0) >= step:
-                    started = store.list_events(trial.id, kind="started")
-                    return trial.id, int(started[-1].data["pgid"])
-        finally:
-            store.close()
-    raise AssertionError(f"no trial reached step {step} in {timeout} s")
+
+    def ready(store: SQLiteStore, trial: Any) -> bool:
+        return trial.status == "running" and (trial.last_step or 0) >= step
+
+    store, trial = wait_for_trial(out, ready, timeout, f"reached step {step}")
+    try:
+        return trial.id, int(store.list_events(trial.id, kind="started")[-1].data["pgid"])
+    finally:
+        store.close()
 
 
 def test_run_resumes_after_the_driver_is_killed(tmp_path: Path, env: dict[str, str]) -> None:

@@ -27,7 +27,7 @@ from orchestrator.store import SQLiteStore
 from orchestrator.trainers import Command
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mini_sweeps import ABLATE, COLLAPSING_LR, HEALTHY_LR, ROOT, run_ablate, trainers, write_spec  # noqa: E402
+from mini_sweeps import ABLATE, COLLAPSING_LR, HEALTHY_LR, ROOT, run_ablate, trainers, wait_for_trial, write_spec  # noqa: E402
 from slurm_cluster import Cluster, SlurmUnavailable, start_cluster  # noqa: E402
 
 @pytest.fixture(scope="module")
@@ -344,17 +344,6 @@ def _text(path: Path) -> str:
 
 def _wait_for(out: Path, ready: object, timeout: float = 300) -> str:
     """Wait until the sweep's only trial satisfies `ready(store, record)`; return its id."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        if not (out / "sweep.db").exists():
-            continue
-        store = SQLiteStore(out / "sweep.db")
-        try:
-            sweeps = store.list_sweeps()
-            for trial in store.list_trials(sweeps[0].id) if sweeps else []:
-                if ready(store, trial):  # type: ignore[operator]
-                    return trial.id
-        finally:
-            store.close()
-    raise AssertionError(f"no trial got ready in {timeout} s")
+    store, trial = wait_for_trial(out, ready, timeout, "got ready")  # type: ignore[arg-type]
+    store.close()
+    return trial.id
