@@ -26,7 +26,7 @@ from orchestrator.design import Trial, expand
 from orchestrator.errors import AblateError
 from orchestrator.history import Point, default_objective, is_validation_metric, merge_points
 from orchestrator.launchers import LocalLauncher, Status
-from orchestrator.launchers.slurm import SlurmJobs, SlurmLauncher, SlurmOptions, cancel, check_sbatch, check_slurm_path
+from orchestrator.launchers.slurm import SlurmLauncher, SlurmOptions, cancel_alive, check_sbatch, check_slurm_path
 from orchestrator.readers import JsonlTail, read_jsonl
 from orchestrator.search import BEST, search_template
 from orchestrator.spec import SweepSpec
@@ -193,7 +193,7 @@ class TrialRun:
             launcher = LocalLauncher(grace_s=self._settings.stop_grace_s)
         else:
             # A job of an earlier attempt may outlive the driver that submitted it: never run two at once.
-            cancel(SlurmJobs.alive(_job_ids(self._store, record.id)))
+            cancel_alive(_job_ids(self._store, record.id))
             launcher = SlurmLauncher(slurm, state_poll_s=self._settings.slurm_poll_s)
         handle = launcher.start(command, ctx.workdir, attempt=attempt, gpus=self._gpus)
         self._store.append_event(
@@ -707,7 +707,7 @@ def _settle(store: SQLiteStore, sweep_id: str, settings: SweepSettings, interrup
     for record in store.list_trials(sweep_id):
         _kill_leftovers(store, record.id, settings.workdir(record.name))
         if settings.slurm is not None:
-            cancel(SlurmJobs.alive(_job_ids(store, record.id)))
+            cancel_alive(_job_ids(store, record.id))
         _final_checkpoints(store, settings, record)
         if record.status not in TERMINAL:
             unfinished = True
@@ -800,7 +800,7 @@ class _StoreCallback:
                 if slurm:
                     # Tune may end the trial's worker before its function can cancel the job: cancel it here.
                     # (Recorded first: a worker still following the job sees the stop before the cancellation.)
-                    cancel(SlurmJobs.alive(_job_ids(self._store, trial_id)))
+                    cancel_alive(_job_ids(self._store, trial_id))
 
             def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
                 trial_id = trial.config.get("trial_id") or (trial.last_result or {}).get(STORE_ID)

@@ -42,7 +42,7 @@ from orchestrator.errors import AblateError, LaunchError
 from orchestrator.launchers._base import JobState, Status
 from orchestrator.trainers import Command
 
-__all__ = ["SlurmJobs", "SlurmLauncher", "SlurmOptions", "slurm_templates_dir"]
+__all__ = ["SlurmLauncher", "SlurmOptions", "cancel", "cancel_alive", "slurm_templates_dir"]
 
 _LOG = logging.getLogger(__name__)
 # What a `#SBATCH --chdir=`/`--output=` directive can carry unquoted (sbatch reads directives without a shell).
@@ -356,19 +356,15 @@ def _int(text: str) -> int | None:
 # --------------------------------------------------------------------------------------------------- helpers
 
 
-class SlurmJobs:
-    """Jobs of earlier attempts: which are still alive, and cancelling them (after the driver died)."""
-
-    @staticmethod
-    def alive(job_ids: Sequence[str]) -> list[str]:
-        """Return the job ids among `job_ids` that Slurm still runs or queues."""
-        return [j for j in job_ids if job_state(j).status in (Status.PENDING, Status.RUNNING)]
-
-
 def cancel(job_ids: Sequence[str]) -> None:
     """scancel the jobs (no error for jobs that have ended)."""
     if job_ids:
         _run(["scancel", *job_ids])
+
+
+def cancel_alive(job_ids: Sequence[str]) -> None:
+    """scancel those of `job_ids` that Slurm still queues or runs (earlier attempts' jobs, a stopped trial's)."""
+    cancel([j for j in job_ids if job_state(j).status in (Status.PENDING, Status.RUNNING)])
 
 
 def check_slurm_path(path: Path) -> None:
