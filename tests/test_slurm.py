@@ -110,6 +110,8 @@ def test_sweep_runs_as_slurm_jobs_and_a_collapse_scancels_its_job(tmp_path: Path
 
 
 def test_an_asha_stop_scancels_the_job_at_once(tmp_path: Path, env: dict[str, str]) -> None:
+    """One job at a time (`max_jobs: 1`), so the weak trial reaches ASHA's rungs after the others, as in the engine's
+    own ASHA test: concurrent trials reach a rung in any order, and the first to reach it always continues."""
     spec = write_spec(
         tmp_path,
         "slurm-asha",
@@ -119,7 +121,7 @@ def test_an_asha_stop_scancels_the_job_at_once(tmp_path: Path, env: dict[str, st
         budget: {{max_steps: 60, eval_every: 5, save_every: 5}}
         objective: {{metric: val-core/mini/reward/mean@1, mode: max}}
         pruning: {{collapse: null, asha: {{grace_steps: 10, reduction_factor: 2, signal: ema}}}}
-        cluster: {{slurm: {{time: "00:20:00"}}}}
+        cluster: {{slurm: {{time: "00:20:00", max_jobs: 1}}}}
         """,
     )
     out = tmp_path / "out"
