@@ -43,6 +43,11 @@ STORE_ID = "ablate_trial_id"
 """The metric reported to Tune for ASHA: best-so-far or an EMA of the objective (never NaN)."""
 TERMINAL = ("completed", "stopped", "failed", "cancelled")
 PROXY_CPUS = 0.01
+# Tune hands a trial's worker to the next trial only once the trial function has returned, and waits
+# TUNE_FUNCTION_THREAD_TIMEOUT_S for that (2 s by default). A stopped trial's function first stops its trainer
+# (up to `stop_grace_s`, then SIGKILL) or waits for its cancelled Slurm job to leave the queue (up to 60 s); were the
+# wait shorter, the reuse would fail and Tune (2.60) would leave the next trial pending for ever.
+TRIAL_END_WAIT_S = 180
 """The CPU share of a Tune trial that only follows a Slurm job (Tune needs some resource per trial)."""
 
 
@@ -587,6 +592,7 @@ def run_sweep(
             include_dashboard=False,
             log_to_driver=False,
             logging_level=logging.WARNING,
+            runtime_env={"env_vars": {"TUNE_FUNCTION_THREAD_TIMEOUT_S": os.environ.get("TUNE_FUNCTION_THREAD_TIMEOUT_S", str(TRIAL_END_WAIT_S))}},
         )
     if spec.cluster == "local":
         _check_capacity(spec, ray.cluster_resources())

@@ -100,7 +100,7 @@ def test_run_asha_stops_a_weak_trial(tmp_path: Path, env: dict[str, str]) -> Non
         "asha",
         f"""\
         factors:
-          lr_schedule: [{{type: constant, lr: {HEALTHY_LR}}}, {{type: constant, lr: 8.0e-4}}, {{type: constant, lr: {COLLAPSING_LR}}}]
+          lr_schedule: [{{type: constant, lr: {HEALTHY_LR}}}, {{type: constant, lr: {COLLAPSING_LR}}}, {{type: constant, lr: 8.0e-4}}]
         budget: {{max_steps: 40, eval_every: 5, save_every: 5}}
         objective: {{metric: val-core/mini/reward/mean@1, mode: max}}
         pruning: {{collapse: null, asha: {{grace_steps: 10, reduction_factor: 2, signal: ema}}}}
@@ -116,6 +116,9 @@ def test_run_asha_stops_a_weak_trial(tmp_path: Path, env: dict[str, str]) -> Non
     assert weak.status == "stopped"
     assert weak.stop_step is not None and weak.stop_step < 40
     assert trials[f"lr=const{HEALTHY_LR:g}_s1"].stop_reason == "completed"
+    # The trial after the stopped one ran (its worker is the stopped trial's, handed on once that trial ended).
+    last = trials["lr=const0.0008_s1"]
+    assert last.stop_reason in ("completed", "asha") and (last.last_step or 0) > 0
     assert trainers(out) == []
 
 

@@ -71,13 +71,15 @@ def _job_ids(store: SQLiteStore, trial_id: str) -> list[str]:
 
 
 def test_sweep_runs_as_slurm_jobs_and_a_collapse_scancels_its_job(tmp_path: Path, env: dict[str, str]) -> None:
+    """A miniature step takes about 0.02 s, so the budget is long (300 steps): the stopped job must still be running
+    when the stop comes, seconds after the onset, for Slurm to record it CANCELLED rather than COMPLETED."""
     spec = write_spec(
         tmp_path,
         "slurm-collapse",
         f"""\
         factors:
           lr_schedule: [{{type: constant, lr: {COLLAPSING_LR}}}, {{type: constant, lr: {HEALTHY_LR}}}]
-        budget: {{max_steps: 40, eval_every: 5, save_every: 5}}
+        budget: {{max_steps: 300, eval_every: 5, save_every: 5}}
         objective: {{metric: val-core/mini/reward/mean@1, mode: max}}
         cluster: {{slurm: {{time: "00:20:00", partition: debug, extra_sbatch: ["--comment=ablate-test"]}}}}
         """,
@@ -88,9 +90,9 @@ def test_sweep_runs_as_slurm_jobs_and_a_collapse_scancels_its_job(tmp_path: Path
     store, trials = _store_trials(out)
     collapsing = trials[f"lr=const{COLLAPSING_LR:g}_s1"]
     healthy = trials[f"lr=const{HEALTHY_LR:g}_s1"]
-    assert healthy.status == "completed" and healthy.stop_reason == "completed" and healthy.last_step == 40
+    assert healthy.status == "completed" and healthy.stop_reason == "completed" and healthy.last_step == 300
     assert collapsing.status == "stopped" and collapsing.stop_reason.startswith("collapse:")
-    assert collapsing.stop_step < 40
+    assert collapsing.stop_step < 300
     # Each trial ran as one sbatch job, with the spec's options, and Slurm recorded how each job ended.
     for trial, slurm_state in ((healthy, "COMPLETED"), (collapsing, "CANCELLED")):
         (job_id,) = _job_ids(store, trial.id)
@@ -110,15 +112,18 @@ def test_sweep_runs_as_slurm_jobs_and_a_collapse_scancels_its_job(tmp_path: Path
 
 
 def test_an_asha_stop_scancels_the_job_at_once(tmp_path: Path, env: dict[str, str]) -> None:
-    """One job at a time (`max_jobs: 1`), so the weak trial reaches ASHA's rungs after the others, as in the engine's
-    own ASHA test: concurrent trials reach a rung in any order, and the first to reach it always continues."""
+    """One job at a time (`max_jobs: 1`), so the weak trial reaches ASHA's rungs after the healthy one, as in the
+    engine's own ASHA test: concurrent trials reach a rung in any order, and the first to reach it always continues. The budget
+    is long (300 steps, about 0.02 s each) so that a stopped job is still running when the stop comes. A trial follows
+    the stopped one: its Tune worker is handed on only after the cancelled job has left the queue (seconds, not the
+    2 s Tune waits by default), and must not be lost meanwhile."""
     spec = write_spec(
         tmp_path,
         "slurm-asha",
         f"""\
         factors:
-          lr_schedule: [{{type: constant, lr: {HEALTHY_LR}}}, {{type: constant, lr: 8.0e-4}}, {{type: constant, lr: {COLLAPSING_LR}}}]
-        budget: {{max_steps: 60, eval_every: 5, save_every: 5}}
+          lr_schedule: [{{type: constant, lr: {HEALTHY_LR}}}, {{type: constant, lr: {COLLAPSING_LR}}}, {{type: constant, lr: 8.0e-4}}]
+        budget: {{max_steps: 300, eval_every: 5, save_every: 5}}
         objective: {{metric: val-core/mini/reward/mean@1, mode: max}}
         pruning: {{collapse: null, asha: {{grace_steps: 10, reduction_factor: 2, signal: ema}}}}
         cluster: {{slurm: {{time: "00:20:00", max_jobs: 1}}}}
@@ -137,7 +142,11 @@ def test_an_asha_stop_scancels_the_job_at_once(tmp_path: Path, env: dict[str, st
         # The job ended within seconds of the decision, not at the trial's next eval or the sweep's end.
         decided = store.list_events(trial.id, kind="stopped")[0].time
         assert _time(job["EndTime"]) - decided < 20
-        assert trial.last_step < 60
+        assert trial.last_step < 300
+    weak = trials[f"lr=const{COLLAPSING_LR:g}_s1"]
+    assert weak.stop_reason == "asha"
+    last = trials["lr=const0.0008_s1"]
+    assert last.stop_reason in ("completed", "asha") and (last.last_step or 0) > 0
 
 
 def test_a_failed_and_an_interrupted_job_are_resubmitted_and_resume(tmp_path: Path, env: dict[str, str]) -> None:
