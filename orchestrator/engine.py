@@ -133,6 +133,37 @@ class _Signal:
         return self.value
 
 
+@dataclass(frozen=True)
+class _RecordedSignals:
+    """Trial id -> the results it reported to the scheduler, recomputed from the store (for a resumed sweep).
+
+    Each eval point with a finite objective gives `{"step", SIGNAL}`, the signal updated as `TrialRun` updates it.
+    Picklable: Tune keeps the scheduler that holds it with the experiment.
+    """
+
+    settings: SweepSettings
+
+    def __call__(self, trial_id: str) -> list[dict[str, Any]]:
+        if not self.settings.db_path.exists():
+            return []
+        with SQLiteStore(self.settings.db_path) as store:
+            try:
+                history = store.get_history(trial_id)
+            except KeyError:
+                return []
+        objective = self.settings.objective
+        if objective == "auto":
+            objective = default_objective(sorted({k for p in history for k in p.metrics})) or ""
+        signal = _Signal(self.settings.signal, self.settings.mode, self.settings.ema_alpha)
+        results = []
+        for point in history:
+            score = point.get(objective)
+            value = None if score is None else signal.update(score)
+            if value is not None:
+                results.append({"step": point.step, SIGNAL: value})
+        return results
+
+
 class TrialRun:
     """One attempt of one trial: launch, tail, judge, keep checkpoints, report; used inside a Tune trial.
 
@@ -577,7 +608,7 @@ def run_sweep(
 
     import ray
     from ray import tune
-    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
 
     _check_target(spec, sweep_dir)
     store, trials = prepare_sweep(spec, spec_text, sweep_dir)
@@ -615,7 +646,7 @@ def run_sweep(
     trainable = tune.with_resources(tune.with_parameters(run_trial, settings=settings), resources)
     storage = (sweep_dir / TUNE_DIR).absolute()
     experiment = storage / EXPERIMENT
-    callback = _StoreCallback(settings.db_path, slurm=settings.slurm is not None)
+    callback = _StoreCallback(settings.db_path, slurm=settings.slurm is not None, max_steps=spec.budget.max_steps)
     if tune.Tuner.can_restore(str(experiment)):
         tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True, resume_errored=False)
     else:
@@ -633,9 +664,13 @@ def run_sweep(
                 grace_steps=asha.grace_steps,
                 reduction_factor=asha.reduction_factor,
                 groups={t.id: t.point for t in trials},
+                recorded=_RecordedSignals(settings),
             )
         elif asha is not None:
-            scheduler = AsyncHyperBandScheduler(
+            from orchestrator.tune_schedulers import ResumingASHA
+
+            scheduler = ResumingASHA(
+                recorded=_RecordedSignals(settings),
                 time_attr="step",
                 metric=SIGNAL,
                 mode=spec.objective.mode,
@@ -771,7 +806,7 @@ def _final_checkpoints(store: SQLiteStore, settings: SweepSettings, record: Any)
 class _StoreCallback:
     """Tune callback (driver side): records ASHA stops (and cancels their Slurm jobs), retries and final failures."""
 
-    def __new__(cls, db_path: Path, *, slurm: bool = False) -> Any:  # a Tune Callback subclass, built lazily so Ray loads only when used
+    def __new__(cls, db_path: Path, *, slurm: bool = False, max_steps: int | None = None) -> Any:  # a Tune Callback subclass, built lazily so Ray loads only when used
         from ray.tune import Callback
 
         class StoreCallback(Callback):
@@ -800,6 +835,11 @@ class _StoreCallback:
                 # The trial function did not record an end: Tune's scheduler (ASHA) stopped it.
                 result = trial.last_result or {}
                 step = result.get("step")
+                if step is not None and max_steps is not None and step >= max_steps:
+                    # Stopped at its last eval, the end of its budget: it was not cut short.
+                    self._store.set_trial_stop(trial_id, "completed", step=step)
+                    self._store.append_event(trial_id, "completed", data={"step": step, "stopped_by": "asha"})
+                    return
                 evidence = {"signal": result.get(SIGNAL), "objective": result.get("objective")}
                 self._store.set_trial_stop(trial_id, "asha", step=step, evidence=evidence)
                 self._store.append_event(trial_id, "stopped", data={"reason": "asha", "step": step})

@@ -1,22 +1,60 @@
-"""Ray Tune schedulers of ablate: `SeedMeanScheduler`, seed-aware ASHA for seed-repeated sweeps.
+"""Ray Tune schedulers of ablate: `SeedMeanScheduler` (seed-aware ASHA) and `ResumingASHA` (Tune's ASHA).
 
-The decisions are `orchestrator.pruners.SeedMeanHalving`'s (pure, shared with `ablate replay`); this module only
-adapts them to Tune's `TrialScheduler` hooks. Only the engine imports it (Ray stays behind the engine).
+`SeedMeanScheduler`'s decisions are `orchestrator.pruners.SeedMeanHalving`'s (pure, shared with `ablate replay`);
+this module only adapts them to Tune's `TrialScheduler` hooks. Both schedulers remember across a resume: Tune
+restores an experiment with the scheduler as it was created, empty, so without it every restored trial would
+pass its next rungs unopposed. Given `recorded` (trial key -> the results it reported before, from the sweep's
+store), each re-records a restored trial's past results when Tune adds the trial. Only the engine imports this
+module (Ray stays behind the engine).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from orchestrator.pruners import STOP, SeedMeanHalving
 
-if TYPE_CHECKING:
-    from ray.tune.experiment import Trial
+__all__ = ["Recorded", "ResumingASHA", "SeedMeanScheduler"]
 
-__all__ = ["SeedMeanScheduler"]
+Recorded = Callable[[str], list[dict[str, Any]]]
+"""Trial key -> the results the trial reported before (oldest first; empty for a trial that never ran)."""
+
+
+def _recorded_results(recorded: Recorded | None, trial: Trial, key: str) -> list[dict[str, Any]]:
+    if recorded is None or key not in trial.config:
+        return []  # a search's trial (its config holds sampled values): nothing to look up
+    return recorded(str(trial.config[key]))
+
+
+class ResumingASHA(AsyncHyperBandScheduler):
+    """Tune's `AsyncHyperBandScheduler`, which re-records a restored trial's past results when Tune adds it.
+
+    The past results only fill the rungs; a trial is judged at its next live result (a stop the replay would
+    have made is made then, against the same rungs). A trial that had ended is recorded as complete.
+
+    Args:
+        recorded: Trial key -> its past results (see `Recorded`); None records nothing.
+        key: The config entry that holds a trial's key (the engine's `trial_id`).
+        **asha: `AsyncHyperBandScheduler`'s arguments.
+    """
+
+    def __init__(self, *, recorded: Recorded | None = None, key: str = "trial_id", **asha: Any) -> None:
+        super().__init__(**asha)
+        self._recorded = recorded
+        self._key = key
+
+    def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
+        """Assign the trial a bracket, then record what it reported before a resume."""
+        super().on_trial_add(tune_controller, trial)
+        results = _recorded_results(self._recorded, trial, self._key)
+        for result in results:
+            super().on_trial_result(tune_controller, trial, result)
+        if results and trial.status == Trial.TERMINATED:
+            super().on_trial_complete(tune_controller, trial, results[-1])
 
 
 class SeedMeanScheduler(FIFOScheduler):
@@ -33,6 +71,8 @@ class SeedMeanScheduler(FIFOScheduler):
         key: The config entry that holds a trial's key (the engine's `trial_id`).
         group_of: For trials not in `groups` (created by a search algorithm): config -> configuration.
             Without it such a trial is its own configuration.
+        recorded: Trial key -> its past results (see `Recorded`), re-recorded when Tune adds a restored trial: the
+            rungs are filled again and a configuration may be judged (its seeds then stop at their next result).
 
     Attributes:
         evidence: Trial key -> the evidence of its stop (rung, seed mean, cutoff), for the trials it stopped.
@@ -50,8 +90,10 @@ class SeedMeanScheduler(FIFOScheduler):
         groups: Mapping[str, str],
         key: str = "trial_id",
         group_of: Callable[[dict[str, Any]], str] | None = None,
+        recorded: Recorded | None = None,
     ) -> None:
         super().__init__()
+        self._recorded = recorded
         self._time_attr = time_attr
         self._metric = metric
         self._key = key
@@ -66,8 +108,15 @@ class SeedMeanScheduler(FIFOScheduler):
         return key
 
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
-        """Register the trial with its configuration."""
-        self._trial_key(trial)
+        """Register the trial with its configuration, and record what it reported before a resume."""
+        key = self._trial_key(trial)
+        results = _recorded_results(self._recorded, trial, self._key)
+        for result in results:
+            if self._time_attr in result:
+                self._halving.on_result(key, result[self._time_attr], result.get(self._metric))
+        if trial.status in (Trial.TERMINATED, Trial.ERROR):
+            # An ended trial no longer keeps its configuration waiting at a rung, with or without a signal.
+            self._halving.on_complete(key, results[-1].get(self._metric) if results else None)
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
         """Return STOP for a trial of a dominated configuration, CONTINUE otherwise."""

@@ -122,6 +122,41 @@ def test_run_asha_stops_a_weak_trial(tmp_path: Path, env: dict[str, str]) -> Non
     assert trainers(out) == []
 
 
+def test_a_resumed_sweep_keeps_asha_s_rungs(tmp_path: Path, env: dict[str, str]) -> None:
+    """Ctrl-C once the healthy trial has finished, then resume: Tune restores its scheduler empty, so without the
+    re-recorded rungs the weak trial (usually not yet at rung 10 when interrupted) would train to its end."""
+    spec = write_spec(
+        tmp_path,
+        "asha-resume",
+        f"""\
+        factors:
+          lr_schedule: [{{type: constant, lr: {HEALTHY_LR}}}, {{type: constant, lr: {COLLAPSING_LR}}}]
+        budget: {{max_steps: 100, eval_every: 5, save_every: 5}}
+        objective: {{metric: val-core/mini/reward/mean@1, mode: max}}
+        pruning: {{collapse: null, asha: {{grace_steps: 10, reduction_factor: 2, signal: ema}}}}
+        execution: {{max_concurrent_trials: 1}}
+        """,
+    )
+    out = tmp_path / "out"
+    driver = subprocess.Popen([*ABLATE, "run", str(spec), "--out", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        store, _ = wait_for_trial(
+            out, lambda store, t: t.name == f"lr=const{HEALTHY_LR:g}_s1" and t.status == "completed", timeout=300, what="completed"
+        )
+        store.close()
+        driver.send_signal(signal.SIGINT)
+        _, stderr = driver.communicate(timeout=120)
+    finally:
+        driver.kill()
+    assert driver.returncode in (0, 130), stderr[-3000:]
+    resumed = run_ablate(["run", str(spec), "--out", str(out)], env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    trials = _trials(out)
+    assert trials[f"lr=const{HEALTHY_LR:g}_s1"].stop_reason == "completed"
+    weak = trials[f"lr=const{COLLAPSING_LR:g}_s1"]
+    assert weak.stop_reason == "asha" and weak.last_step < 100, (weak.stop_reason, weak.last_step)
+
+
 def test_run_retries_a_crashed_trainer_and_resumes_from_its_checkpoint(tmp_path: Path, env: dict[str, str]) -> None:
     spec = write_spec(
         tmp_path,
