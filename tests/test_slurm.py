@@ -8,6 +8,7 @@ reason, only where Slurm cannot be installed or started; `ABLATE_TEST_SLURM=0` s
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -197,6 +198,46 @@ def test_a_failed_and_an_interrupted_job_are_resubmitted_and_resume(tmp_path: Pa
     steps = [p.step for p in store.get_history(trial_id) if "actor/pg_loss" in p.metrics]
     assert len(steps) == len(set(steps)) and steps[-1] == 100
     assert all(s in steps for s in range(1, 101) if s not in resumes)
+
+
+def test_an_optuna_search_runs_its_samples_as_slurm_jobs(tmp_path: Path, env: dict[str, str]) -> None:
+    """`search: optuna` on Slurm: each sampled configuration registers itself and runs as its own sbatch job."""
+    lr = "actor_rollout_ref.actor.optim.lr"
+    spec = write_spec(
+        tmp_path,
+        "slurm-search",
+        f"""\
+        factors:
+          kl: [{{use_kl_loss: true, coef: 0.01, type: low_var_kl}}]
+        budget: {{max_steps: 10, eval_every: 5, save_every: 5, hours_per_trial: 2}}
+        objective: {{metric: val-core/mini/reward/mean@1, mode: max}}
+        pruning: {{asha: {{grace_steps: 5, reduction_factor: 2}}}}
+        cluster: {{slurm: {{time: "00:20:00", max_jobs: 1}}}}
+        search:
+          type: optuna
+          num_samples: 3
+          space:
+            {lr}: {{low: 1.0e-3, high: 2.0e-2, log: true}}
+        """,
+    )
+    out = tmp_path / "out"
+    result = run_ablate(["run", str(spec), "--out", str(out)], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    store, trials = _store_trials(out)
+    assert len(trials) == 3 and len({t.overrides[lr] for t in trials.values()}) == 3
+    for trial in trials.values():
+        assert trial.status in ("completed", "stopped") and trial.best_score is not None, trial
+        (job_id,) = _job_ids(store, trial.id)
+        job = _job(job_id)
+        assert job["JobState"] == ("COMPLETED" if trial.status == "completed" else "CANCELLED"), (trial.name, job["JobState"])
+        # The job ran its trial's batch script, with the sampled learning rate.
+        (started,) = store.list_events(trial.id, kind="started")
+        assert job["Command"] == started.data["script"] == str(out / "trials" / trial.name / "attempt-0.sbatch")
+        (word,) = [w for w in started.data["argv"] if w.startswith(f"{lr}=")]
+        assert float(word.split("=", 1)[1]) == pytest.approx(trial.overrides[lr])
+    report = run_ablate(["report", str(out), "--json"], env)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert len(json.loads(report.stdout)["search"]) == 3
 
 
 def test_gpu_jobs_wait_in_slurms_queue_for_free_gpus(tmp_path: Path, env: dict[str, str], cluster: Cluster) -> None:
