@@ -43,12 +43,14 @@ STORE_ID = "ablate_trial_id"
 """The metric reported to Tune for ASHA: best-so-far or an EMA of the objective (never NaN)."""
 TERMINAL = ("completed", "stopped", "failed", "cancelled")
 PROXY_CPUS = 0.01
-# Tune hands a trial's worker to the next trial only once the trial function has returned, and waits
-# TUNE_FUNCTION_THREAD_TIMEOUT_S for that (2 s by default). A stopped trial's function first stops its trainer
-# (up to `stop_grace_s`, then SIGKILL) or waits for its cancelled Slurm job to leave the queue (up to 60 s); were the
-# wait shorter, the reuse would fail and Tune (2.60) would leave the next trial pending for ever.
-TRIAL_END_WAIT_S = 180
 """The CPU share of a Tune trial that only follows a Slurm job (Tune needs some resource per trial)."""
+TRIAL_END_WAIT_S = 180
+"""How long Tune waits for a stopped trial's function to return before handing its worker to the next trial.
+
+Tune's own wait (`TUNE_FUNCTION_THREAD_TIMEOUT_S`, 2 s by default) is shorter than a stop takes: the function first
+stops its trainer (up to `stop_grace_s`, then SIGKILL) or waits for its cancelled Slurm job to leave the queue (up
+to 60 s). Past the wait the reuse fails, and Tune (2.60) then leaves the next trial pending for ever.
+"""
 
 
 class TrialFailed(AblateError):

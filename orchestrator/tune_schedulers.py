@@ -33,8 +33,8 @@ def _recorded_results(recorded: Recorded | None, trial: Trial, key: str) -> list
 class ResumingASHA(AsyncHyperBandScheduler):
     """Tune's `AsyncHyperBandScheduler`, which re-records a restored trial's past results when Tune adds it.
 
-    The past results only fill the rungs; a trial is judged at its next live result (a stop the replay would
-    have made is made then, against the same rungs). A trial that had ended is recorded as complete.
+    The past results only fill the rungs (the replay's own decisions are dropped): a restored trial is judged again
+    at the next rung it reaches, against every trial recorded there. A trial that had ended is recorded as complete.
 
     Args:
         recorded: Trial key -> its past results (see `Recorded`); None records nothing.
