@@ -374,6 +374,33 @@ def test_service_api_answers_generated_requests_without_a_server_error(case: Any
     )
 
 
+def test_service_runs_an_optuna_search(server: Server, tmp_path: Path) -> None:
+    """A search's trials are sampled as it runs: the sweep counts `num_samples`, each sample shows up as a trial."""
+    lr = "actor_rollout_ref.actor.optim.lr"
+    spec = {
+        "name": "search",
+        "trainer": {"backend": "mini", "base": str(ROOT / "configs" / "mini" / "original.yaml"), "overrides": dict(FAST)},
+        "factors": {"kl": [{"use_kl_loss": True, "coef": 0.01, "type": "low_var_kl"}]},
+        "budget": {"max_steps": 10, "eval_every": 5, "save_every": 5},
+        "objective": {"metric": "val-core/mini/reward/mean@1", "mode": "max"},
+        "pruning": {"asha": {"grace_steps": 5, "reduction_factor": 2}},
+        "search": {"type": "optuna", "num_samples": 3, "space": {lr: {"low": 1.0e-3, "high": 2.0e-2, "log": True}}},
+    }
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    result = server.cli("submit", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    submitted = json.loads(result.stdout)
+    sweep_id = submitted["sweep"]["id"]
+    assert submitted["sweep"]["n_trials"] == 3 and submitted["trials"] == []
+    sweep = _wait_for("the search to end", lambda: _done(server, sweep_id), 420, every=2)
+    assert sweep["status"] == "completed", (sweep, (server.state / "sweeps" / sweep_id / "run.log").read_text()[-3000:])
+    with server.client() as client:
+        trials = client.get(f"/sweeps/{sweep_id}/trials").json()
+        assert len(trials) == 3 and all(t["status"] in ("completed", "stopped") for t in trials), trials
+        assert client.get(f"/sweeps/{sweep_id}/report").status_code == 200
+
+
 def test_service_cancel_stops_a_running_sweep_cleanly(server: Server, tmp_path: Path) -> None:
     spec = _long_spec(tmp_path, "long", 2000)
     result = server.cli("submit", str(spec), "--json")

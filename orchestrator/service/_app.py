@@ -286,8 +286,11 @@ class Service:
             store, _ = prepare_sweep(load_spec(home / SPEC_FILE), (home / SPEC_FILE).read_text(), home / RUN_DIR)
             store.close()
 
+        # A search's trials are sampled as it runs (the design holds the configuration it varies): count the samples.
+        search = checked.spec.search
+        n_trials = search.num_samples if search is not None else len(checked.trials)
         sweep, new = self.db.create_sweep(
-            checked.spec.name, checked.submitted_text, len(checked.trials), idempotency_key=key, request_hash=digest, prepare=prepare
+            checked.spec.name, checked.submitted_text, n_trials, idempotency_key=key, request_hash=digest, prepare=prepare
         )
         if new:
             self.worker.wake()
