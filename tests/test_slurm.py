@@ -229,7 +229,10 @@ def test_an_optuna_search_runs_its_samples_as_slurm_jobs(tmp_path: Path, env: di
         assert trial.status in ("completed", "stopped") and trial.best_score is not None, trial
         (job_id,) = _job_ids(store, trial.id)
         job = _job(job_id)
-        assert job["JobState"] == ("COMPLETED" if trial.status == "completed" else "CANCELLED"), (trial.name, job["JobState"])
+        # A stopped trial's job is cancelled, unless its last steps (a fraction of a second at this budget) ended it
+        # first; the cancellation itself is the collapse and ASHA tests' subject.
+        expected = ("COMPLETED",) if trial.status == "completed" else ("CANCELLED", "COMPLETED")
+        assert job["JobState"] in expected, (trial.name, trial.status, job["JobState"])
         # The job ran its trial's batch script, with the sampled learning rate.
         (started,) = store.list_events(trial.id, kind="started")
         assert job["Command"] == started.data["script"] == str(out / "trials" / trial.name / "attempt-0.sbatch")
