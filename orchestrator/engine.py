@@ -135,6 +135,13 @@ class _Signal:
         return self.value
 
 
+def _history_objective(settings: SweepSettings, history: Sequence[Point]) -> str:
+    """Return the metric a stored history is judged by: the spec's, or (`auto`) the first validation metric logged."""
+    if settings.objective != "auto":
+        return settings.objective
+    return default_objective(sorted({k for p in history for k in p.metrics})) or ""
+
+
 @dataclass(frozen=True)
 class _RecordedSignals:
     """Trial id -> the results it reported to the scheduler, recomputed from the store (for a resumed sweep).
@@ -153,9 +160,7 @@ class _RecordedSignals:
                 history = store.get_history(trial_id)
             except KeyError:
                 return []
-        objective = self.settings.objective
-        if objective == "auto":
-            objective = default_objective(sorted({k for p in history for k in p.metrics})) or ""
+        objective = _history_objective(self.settings, history)
         signal = _Signal(self.settings.signal, self.settings.mode, self.settings.ema_alpha)
         results = []
         for point in history:
@@ -793,10 +798,8 @@ def _final_checkpoints(store: SQLiteStore, settings: SweepSettings, record: Any)
     if not checkpoint_dir.is_dir():
         return
     keeper = CheckpointKeeper(checkpoint_dir, mode=settings.mode)  # type: ignore[arg-type]
-    objective = settings.objective
     history = store.get_history(record.id)
-    if objective == "auto":
-        objective = default_objective(sorted({k for p in history for k in p.metrics})) or ""
+    objective = _history_objective(settings, history)
     for point in history:
         keeper.observe(point.step, point.get(objective))
     try:
