@@ -31,6 +31,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from mini_sweeps import ABLATE, COLLAPSING_LR, HEALTHY_LR, ROOT, run_ablate, trainers, wait_for_trial, write_spec  # noqa: E402
 from slurm_cluster import Cluster, SlurmUnavailable, start_cluster  # noqa: E402
 
+# How Slurm shows a job waiting for GPUs others hold: Resources, or Priority while a job ahead of it waits too.
+_WAITING_FOR_GPUS = ("PENDING (Resources)", "PENDING (Priority)")
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if os.environ.get("ABLATE_TEST_SLURM") == "0":
@@ -151,13 +155,14 @@ def test_an_asha_stop_scancels_the_job_at_once(tmp_path: Path, env: dict[str, st
 
 
 def test_a_failed_and_an_interrupted_job_are_resubmitted_and_resume(tmp_path: Path, env: dict[str, str]) -> None:
+    """The budget is long (300 steps, about 0.02 s each) so that each attempt is still running when it is killed."""
     spec = write_spec(
         tmp_path,
         "slurm-retry",
         f"""\
         factors:
           lr_schedule: [{{type: constant, lr: {HEALTHY_LR}}}]
-        budget: {{max_steps: 100, eval_every: 10, save_every: 5}}
+        budget: {{max_steps: 300, eval_every: 10, save_every: 5}}
         objective: {{metric: val-core/mini/reward/mean@1, mode: max}}
         pruning: {{collapse: null}}
         execution: {{max_failures: 2}}
@@ -184,7 +189,7 @@ def test_a_failed_and_an_interrupted_job_are_resubmitted_and_resume(tmp_path: Pa
     assert driver.returncode == 0, stderr[-3000:]
     store = SQLiteStore(out / "sweep.db")
     trial = store.get_trial(trial_id)
-    assert trial.status == "completed" and trial.attempts == 3 and trial.last_step == 100
+    assert trial.status == "completed" and trial.attempts == 3 and trial.last_step == 300
     first, second, third = _job_ids(store, trial_id)
     assert _job(first)["JobState"] == "FAILED" and _job(first)["ExitCode"] == "137:0"
     assert _job(second)["JobState"] == "CANCELLED" and _job(third)["JobState"] == "COMPLETED"
@@ -196,8 +201,8 @@ def test_a_failed_and_an_interrupted_job_are_resubmitted_and_resume(tmp_path: Pa
     assert len(resumes) == 2 and 10 <= resumes[0] < resumes[1]
     # Each attempt resumed from the latest checkpoint: nothing before the resume step was trained again.
     steps = [p.step for p in store.get_history(trial_id) if "actor/pg_loss" in p.metrics]
-    assert len(steps) == len(set(steps)) and steps[-1] == 100
-    assert all(s in steps for s in range(1, 101) if s not in resumes)
+    assert len(steps) == len(set(steps)) and steps[-1] == 300
+    assert all(s in steps for s in range(1, 301) if s not in resumes)
 
 
 def test_an_optuna_search_runs_its_samples_as_slurm_jobs(tmp_path: Path, env: dict[str, str]) -> None:
@@ -271,8 +276,10 @@ def test_gpu_jobs_wait_in_slurms_queue_for_free_gpus(tmp_path: Path, env: dict[s
     # Never more than 4 GPUs' worth at once, and one job waited for GPUs to free up.
     for start, _ in spans:
         assert sum(1 for s, e in spans if s <= start < e) <= 2
+    assert max(start for start, _ in spans) >= min(end for _, end in spans)
+    # The waiting job was shown queued with Slurm's reason.
     reasons = [e.data["reason"] for t in trials.values() for e in store.list_events(t.id, kind="queued")]
-    assert any("Resources" in r for r in reasons), reasons
+    assert any(r in _WAITING_FOR_GPUS for r in reasons), reasons
 
 
 def test_a_partition_slurm_does_not_have_is_refused_before_anything_starts(tmp_path: Path, env: dict[str, str]) -> None:
@@ -343,8 +350,12 @@ def test_a_job_exit_code_and_stderr_are_kept_and_a_stop_cancels_a_queued_job(tmp
     deadline = time.monotonic() + 60
     while hog.poll(first).status is not Status.RUNNING and time.monotonic() < deadline:
         time.sleep(0.5)
+    # Slurm gives a pending job its reason at its next scheduling pass.
     waiting = hog.poll(second)
-    assert waiting.status is Status.PENDING and "Resources" in waiting.raw
+    while waiting.raw == "PENDING" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        waiting = hog.poll(second)
+    assert waiting.status is Status.PENDING and waiting.raw in _WAITING_FOR_GPUS, waiting
     hog.stop(second)
     hog.stop(first)
     assert hog.poll(first).status is Status.CANCELLED
