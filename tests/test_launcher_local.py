@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -136,6 +137,19 @@ def test_local_launcher_job_leads_its_own_process_group(tmp_path: Path) -> None:
     trainer, child = _pids(tmp_path)
     assert os.getpgid(trainer) == os.getpgid(child) == launcher.pgid(handle) != os.getpgrp()
     launcher.stop(handle, grace_s=5)
+
+
+def test_local_launcher_describes_a_job_by_its_group_and_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    launcher = LocalLauncher()
+    handle = launcher.start(_python("import time; time.sleep(30)"), tmp_path)
+    try:
+        monkeypatch.delenv("SLURMD_NODENAME", raising=False)
+        assert launcher.describe(handle) == {"pgid": launcher.pgid(handle), "node": socket.gethostname()}
+        # Inside a Slurm allocation the node is Slurm's name for it (several test nodes may share one host).
+        monkeypatch.setenv("SLURMD_NODENAME", "gpu-017")
+        assert launcher.describe(handle)["node"] == "gpu-017"
+    finally:
+        launcher.stop(handle, grace_s=5)
 
 
 def test_local_launcher_stop_takes_the_whole_group_and_marks_it_cancelled(tmp_path: Path) -> None:

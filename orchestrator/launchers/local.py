@@ -26,6 +26,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -40,13 +41,19 @@ from orchestrator.launchers._base import JobState, Status
 from orchestrator.launchers._guard import group_members
 from orchestrator.trainers import Command
 
-__all__ = ["LocalLauncher"]
+__all__ = ["LocalLauncher", "node_name"]
 
 _LOG = logging.getLogger(__name__)
 _GUARD = Path(__file__).with_name("_guard.py")
 _POLL_S = 0.05
 _KILL_WAIT_S = 5.0
 _POLITE_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def node_name() -> str:
+    """Return the name of the machine jobs start on: Slurm's node name inside an allocation (where several nodes of
+    a test cluster may share one host), the host name otherwise."""
+    return os.environ.get("SLURMD_NODENAME") or socket.gethostname()
 
 
 @dataclass
@@ -206,8 +213,8 @@ class LocalLauncher:
         return self._job(handle).proc.pid
 
     def describe(self, handle: str) -> dict[str, Any]:
-        """Return what the engine records about a started job: its process group id."""
-        return {"pgid": self.pgid(handle)}
+        """Return what the engine records about a started job: its process group id and the node it runs on."""
+        return {"pgid": self.pgid(handle), "node": node_name()}
 
     def log_paths(self, handle: str) -> tuple[Path, Path]:
         """Return the job's stdout and stderr log files.
