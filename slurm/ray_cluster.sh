@@ -5,9 +5,10 @@
 # After `start_ray_cluster`, RAY_ADDRESS points at the head, and `ray.init()` (ablate, verl) joins the cluster.
 # `stop_ray_cluster` stops it (SIGTERM to each Ray step: Ray shuts its processes down) and waits for it.
 #
-# Settings (environment): RAY_PORT (default 6379), ABLATE_RAY_CPUS / ABLATE_RAY_GPUS (per node; default what
-# Slurm allocated on the node), ABLATE_RAY_WAIT_S (how long to wait for every node to join, default 180),
-# ABLATE_RAY_HEAD_IP (default: the head node's `hostname --ip-address`).
+# Settings (environment): RAY_PORT (default: a port free on the head node, so that jobs sharing a node never
+# share a Ray cluster), ABLATE_RAY_CPUS / ABLATE_RAY_GPUS (per node; default what Slurm allocated on the node),
+# ABLATE_RAY_WAIT_S (how long to wait for every node to join, default 180), ABLATE_RAY_HEAD_IP (default: the
+# address the head node's name resolves to).
 #
 # `ray start` (Ray >= 2.52) turns token authentication on and writes the token to ~/.ray/auth_token; the clients
 # in the job connect with RAY_AUTH_MODE=token (exported here). Every node must see that file: a shared $HOME, or
@@ -16,15 +17,21 @@
 ABLATE_RAY_STEPS=()
 
 start_ray_cluster() {
-    local port="${RAY_PORT:-6379}"
     local cpus="${ABLATE_RAY_CPUS:-${SLURM_CPUS_ON_NODE:-1}}"
     local gpus="${ABLATE_RAY_GPUS:-${SLURM_GPUS_ON_NODE:-0}}"
     local wait_s="${ABLATE_RAY_WAIT_S:-180}"
-    local nodes head head_ip worker n_nodes
+    local nodes head head_ip port probed_ip probed_port worker n_nodes
     mapfile -t nodes < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
     n_nodes="${#nodes[@]}"
     head="${nodes[0]}"
-    head_ip="${ABLATE_RAY_HEAD_IP:-$(srun --overlap --nodes=1 --ntasks=1 -w "$head" hostname --ip-address | awk '{print $1}')}"
+    read -r probed_ip probed_port < <(srun --overlap --nodes=1 --ntasks=1 -w "$head" python -c \
+        'import socket; s = socket.socket(); s.bind(("", 0)); print(socket.gethostbyname(socket.gethostname()), s.getsockname()[1])')
+    head_ip="${ABLATE_RAY_HEAD_IP:-$probed_ip}"
+    port="${RAY_PORT:-$probed_port}"
+    if [ -z "$head_ip" ] || [ -z "$port" ]; then
+        echo "ablate: cannot find the address and a free port of the head node ${head}" >&2
+        return 1
+    fi
     export RAY_AUTH_MODE="${RAY_AUTH_MODE:-token}"
     export RAY_ADDRESS="${head_ip}:${port}"
     echo "ablate: Ray head on ${head} (${RAY_ADDRESS}), ${n_nodes} node(s), ${cpus} CPU(s) and ${gpus} GPU(s) each"

@@ -2,9 +2,16 @@
 
 `start_cluster(state_dir)` installs the packages if `sbatch` is missing (root and apt-get needed), writes a
 `slurm.conf` and `gres.conf` into `state_dir` (the system's /etc/slurm is left alone: commands find the config
-through `SLURM_CONF`), starts munged, slurmctld and slurmd, and waits until the node is idle. The node has the
-8 CPUs (at least; more than a small machine has) and 4 logical GPUs (plain files as device files: Slurm schedules and counts them, but sets no
-CUDA_VISIBLE_DEVICES). `Cluster.stop()` stops the daemons this module started.
+through `SLURM_CONF`), starts munged, slurmctld and the slurmd's, and waits until the nodes are idle.
+
+- Partition `debug` (the default): this host as one node with 8 CPUs (at least; more than a small machine has)
+  and 4 logical GPUs (plain files as device files: Slurm schedules and counts them, but sets no
+  CUDA_VISIBLE_DEVICES).
+- Partition `multi`: two more nodes, `ablate-n1` and `ablate-n2`, each its own slurmd on this host (`slurmd -N`,
+  Slurm's multiple-slurmd mode) with 2 CPUs and 2 logical GPUs, for multi-node jobs: `srun -w ablate-n2` runs a
+  step under that node's slurmd, with SLURMD_NODENAME=ablate-n2.
+
+`Cluster.stop()` stops the daemons this module started.
 
 Run it by hand to get the same cluster in a shell: `python tests/slurm_cluster.py /tmp/slurm` prints the
 `export SLURM_CONF=...` line to use.
@@ -24,6 +31,10 @@ from pathlib import Path
 
 N_GPUS = 4
 N_CPUS = 8
+# The `multi` partition's nodes: name -> slurmd port.
+MULTI_NODES = {"ablate-n1": 17101, "ablate-n2": 17102}
+MULTI_CPUS = 2
+MULTI_GPUS = 2
 MUNGE_KEY = Path("/etc/munge/munge.key")
 
 
@@ -33,11 +44,14 @@ class SlurmUnavailable(RuntimeError):
 
 @dataclass
 class Cluster:
-    """A running test cluster: its config file, node name, and the daemons started for it."""
+    """A running test cluster: its config file, the `debug` partition's node, the `multi` partition's nodes, and
+    the daemons started for it."""
 
     conf: Path
     node: str
     n_gpus: int
+    multi_nodes: tuple[str, ...] = ()
+    multi_unavailable: str = ""
     pids: list[int] = field(default_factory=list)
 
     @property
@@ -103,30 +117,51 @@ def start_cluster(state_dir: Path) -> Cluster:
                 "DefMemPerCPU=512",
                 "GresTypes=gpu",
                 f"StateSaveLocation={state_dir / 'state'}",
-                f"SlurmdSpoolDir={state_dir / 'spool'}",
                 f"SlurmctldPidFile={state_dir / 'slurmctld.pid'}",
-                f"SlurmdPidFile={state_dir / 'slurmd.pid'}",
+                # %n: each slurmd of this host (one per node name) keeps its own spool, pid file and log.
+                f"SlurmdSpoolDir={state_dir / 'spool' / '%n'}",
+                f"SlurmdPidFile={state_dir / 'slurmd.%n.pid'}",
                 f"SlurmctldLogFile={state_dir / 'log' / 'slurmctld.log'}",
-                f"SlurmdLogFile={state_dir / 'log' / 'slurmd.log'}",
+                f"SlurmdLogFile={state_dir / 'log' / 'slurmd.%n.log'}",
                 f"NodeName={node} CPUs={cpus} RealMemory={memory_mb} Gres=gpu:{N_GPUS} State=UNKNOWN",
+                *(
+                    f"NodeName={name} NodeHostname={node} NodeAddr=127.0.0.1 Port={port} CPUs={MULTI_CPUS} "
+                    f"RealMemory={memory_mb // 4} Gres=gpu:{MULTI_GPUS} State=UNKNOWN"
+                    for name, port in MULTI_NODES.items()
+                ),
                 f"PartitionName=debug Nodes={node} Default=YES MaxTime=INFINITE State=UP",
+                f"PartitionName=multi Nodes={','.join(MULTI_NODES)} MaxTime=INFINITE State=UP",
                 "",
             ]
         )
     )
-    files = ",".join(str(p) for p in gpu_files)
-    (state_dir / "gres.conf").write_text(f"AutoDetect=off\nNodeName={node} Name=gpu File={files}\n")
+    gres = [f"NodeName={node} Name=gpu File={','.join(str(p) for p in gpu_files)}"]
+    for name in (node, *MULTI_NODES):
+        (state_dir / "spool" / name).mkdir(exist_ok=True)
+    for name in MULTI_NODES:
+        files = [state_dir / "gpus" / f"{name}-gpu{i}" for i in range(MULTI_GPUS)]
+        for path in files:
+            path.touch()
+        gres.append(f"NodeName={name} Name=gpu File={','.join(str(p) for p in files)}")
+    (state_dir / "gres.conf").write_text("AutoDetect=off\n" + "\n".join(gres) + "\n")
     env = {**os.environ, "SLURM_CONF": str(conf)}
-    cluster = Cluster(conf=conf, node=node, n_gpus=N_GPUS)
+    cluster = Cluster(conf=conf, node=node, n_gpus=N_GPUS, multi_nodes=tuple(MULTI_NODES))
     _start_munge()
     try:
         cluster.pids.append(_daemon(["slurmctld", "-D", "-i", "-f", str(conf)], state_dir / "log" / "slurmctld.out", env))
         _wait(lambda: _ok(["scontrol", "ping"], env), 30, "slurmctld answering `scontrol ping`", state_dir)
-        cluster.pids.append(_daemon(["slurmd", "-D", "-f", str(conf)], state_dir / "log" / "slurmd.out", env))
+        for name in (node, *MULTI_NODES):
+            cluster.pids.append(_daemon(["slurmd", "-D", "-N", name, "-f", str(conf)], state_dir / "log" / f"slurmd.{name}.out", env))
         _wait(lambda: _node_ready(node, env), 60, f"node {node} idle in `sinfo`", state_dir)
     except SlurmUnavailable:
         cluster.stop()
         raise
+    try:
+        for name in MULTI_NODES:
+            _wait(lambda name=name: _node_ready(name, env), 30, f"node {name} idle in `sinfo`", state_dir)
+    except SlurmUnavailable as exc:
+        # The `debug` partition works; only the multi-node tests need these nodes, and they skip with the reason.
+        cluster.multi_nodes, cluster.multi_unavailable = (), str(exc)
     return cluster
 
 

@@ -374,12 +374,37 @@ def test_a_multi_node_trial_script_starts_ray_over_the_allocation(tmp_path: Path
     assert "start_ray_cluster" not in single and "--gpus-per-node" not in single
 
 
-def test_driver_sbatch_runs_the_demo_sweep_inside_one_allocation(tmp_path: Path, env: dict[str, str]) -> None:
+def test_a_multi_node_trial_job_runs_its_trainer_on_a_ray_cluster_over_its_nodes(tmp_path: Path, cluster: Cluster) -> None:
+    """A 2-node trial job (partition `multi`: two slurmd's on this host): the script starts a Ray head on the first
+    node and a worker on the second, each a job step under its node's slurmd, and the trainer on the head joins
+    that cluster, as verl does with `trainer.nnodes=2`. The probe below stands in for verl: it runs a task on each
+    Ray node and reports which Slurm node ran it."""
+    if not cluster.multi_nodes:
+        pytest.skip(f"the multi-node partition did not start: {cluster.multi_unavailable}")
+    launcher = SlurmLauncher(SlurmOptions(time="00:10:00", nodes=2, gpus_per_node=1, partition="multi"), state_poll_s=0.5)
+    handle = launcher.start(Command((sys.executable, "-c", _RAY_PROBE)), tmp_path / "trial")
+    state = launcher.wait(handle, timeout_s=300)
+    stdout = launcher.log_paths(handle)[0].read_text()
+    assert state.status is Status.SUCCEEDED, (state, stdout[-2000:], launcher.stderr_tail(handle))
+    job = _job(launcher.describe(handle)["job_id"])
+    assert (job["JobState"], job["NumNodes"], job["NodeList"]) == ("COMPLETED", "2", "ablate-n[1-2]")
+    assert "all 2 node(s) joined the Ray cluster" in stdout
+    (probe,) = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    # The trainer ran on the head; the Ray cluster had both nodes, each with the GPU Slurm gave it.
+    assert probe == {"trainer_on": "ablate-n1", "ray_nodes": ["ablate-n1", "ablate-n2"], "gpus": 2.0}
+    assert _ray_processes(_ray_port(stdout)) == []
+
+
+def test_driver_sbatch_runs_the_demo_sweep_inside_one_allocation(tmp_path: Path, env: dict[str, str], cluster: Cluster) -> None:
+    """The demo sweep inside one 2-node allocation: Ray over both nodes (1 CPU each, so two trials at once run on
+    different nodes), `ablate run` on the first, trials placed on both."""
+    if not cluster.multi_nodes:
+        pytest.skip(f"the multi-node partition did not start: {cluster.multi_unavailable}")
     out = tmp_path / "demo"
-    job_env = {**env, "ABLATE_RAY_CPUS": str(os.cpu_count() or 1), "RAY_PORT": "6391"}
+    job_env = {**env, "ABLATE_RAY_CPUS": "1"}
     submitted = subprocess.run(
-        ["sbatch", "--parsable", "--time=00:30:00", f"--output={tmp_path / 'driver.out'}", str(ROOT / "slurm" / "driver.sbatch"),
-         str(ROOT / "sweeps" / "demo.yaml"), str(out)],
+        ["sbatch", "--parsable", "--partition=multi", "--nodes=2", "--time=00:30:00", f"--output={tmp_path / 'driver.out'}",
+         str(ROOT / "slurm" / "driver.sbatch"), str(ROOT / "sweeps" / "demo.yaml"), str(out)],
         capture_output=True, text=True, env=job_env, cwd=ROOT, check=True,
     )  # fmt: skip
     job_id = submitted.stdout.strip()
@@ -389,15 +414,45 @@ def test_driver_sbatch_runs_the_demo_sweep_inside_one_allocation(tmp_path: Path,
         time.sleep(3)
     log = (tmp_path / "driver.out").read_text()
     assert _job(job_id)["JobState"] == "COMPLETED", log[-3000:]
-    assert "all 1 node(s) joined the Ray cluster" in log
+    assert "all 2 node(s) joined the Ray cluster" in log
     store, trials = _store_trials(out)
     assert len(trials) == 18
     assert all(t.status in ("completed", "stopped") for t in trials.values())
     assert any(t.stop_reason.startswith("collapse:") for t in trials.values())
     assert all("best" in store.get_checkpoints(t.id) for t in trials.values())
-    # The job's Ray cluster stopped with it (and no other Ray on the node was touched).
-    left = [p.pid for p in psutil.process_iter(["cmdline"]) if "6391" in " ".join(p.info.get("cmdline") or [])]
-    assert left == []
+    nodes = {e.data["node"] for t in trials.values() for e in store.list_events(t.id, kind="started")}
+    assert nodes == {"ablate-n1", "ablate-n2"}
+    # The job's Ray cluster stopped with it.
+    assert _ray_processes(_ray_port(log)) == []
+
+
+# Stands in for a multi-node trainer: joins the job's Ray cluster and runs a task on each of its nodes.
+_RAY_PROBE = """
+import json, os, ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+ray.init(logging_level="ERROR")
+nodes = [n for n in ray.nodes() if n["Alive"]]
+
+@ray.remote(num_cpus=0)
+def slurm_node():
+    return os.environ.get("SLURMD_NODENAME")
+
+on = [slurm_node.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote() for n in nodes]
+gpus = sum(n["Resources"].get("GPU", 0) for n in nodes)
+print(json.dumps({"trainer_on": os.environ.get("SLURMD_NODENAME"), "ray_nodes": sorted(ray.get(on)), "gpus": gpus}))
+"""
+
+
+def _ray_port(log: str) -> str:
+    """Return the port of the Ray head a job's log announces."""
+    (port,) = re.findall(r"ablate: Ray head on \S+ \([^:]+:(\d+)\)", log)
+    return port
+
+
+def _ray_processes(port: str) -> list[int]:
+    """Return the processes of the Ray cluster on `port` still alive."""
+    return [p.pid for p in psutil.process_iter(["cmdline"]) if re.search(rf"[:=]{port}\b", " ".join(p.info.get("cmdline") or []))]
 
 
 def _time(text: str) -> float:
