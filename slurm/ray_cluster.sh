@@ -8,13 +8,29 @@
 # Settings (environment): RAY_PORT (default: a port free on the head node, so that jobs sharing a node never
 # share a Ray cluster), ABLATE_RAY_CPUS / ABLATE_RAY_GPUS (per node; default what Slurm allocated on the node),
 # ABLATE_RAY_WAIT_S (how long to wait for every node to join, default 180), ABLATE_RAY_HEAD_IP (default: the
-# address the head node's name resolves to).
+# head node's address on the interface that routes off it).
 #
 # `ray start` (Ray >= 2.52) turns token authentication on and writes the token to ~/.ray/auth_token; the clients
 # in the job connect with RAY_AUTH_MODE=token (exported here). Every node must see that file: a shared $HOME, or
 # RAY_AUTH_TOKEN_PATH on a shared filesystem.
 
 ABLATE_RAY_STEPS=()
+
+# Run on the head node: print its address and a free port. The address is the one of the interface that routes
+# off the node (a UDP connect sends nothing), as Ray picks its own: the host name may resolve to a loopback
+# address (Debian's /etc/hosts maps it to 127.0.1.1), which other nodes cannot reach.
+ABLATE_HEAD_PROBE='
+import socket
+port = socket.socket()
+port.bind(("", 0))
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try:
+    udp.connect(("8.8.8.8", 80))
+    ip = udp.getsockname()[0]
+except OSError:
+    ip = socket.gethostbyname(socket.gethostname())
+print(ip, port.getsockname()[1])
+'
 
 start_ray_cluster() {
     local cpus="${ABLATE_RAY_CPUS:-${SLURM_CPUS_ON_NODE:-1}}"
@@ -24,8 +40,7 @@ start_ray_cluster() {
     mapfile -t nodes < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
     n_nodes="${#nodes[@]}"
     head="${nodes[0]}"
-    read -r probed_ip probed_port < <(srun --overlap --nodes=1 --ntasks=1 -w "$head" python -c \
-        'import socket; s = socket.socket(); s.bind(("", 0)); print(socket.gethostbyname(socket.gethostname()), s.getsockname()[1])')
+    read -r probed_ip probed_port < <(srun --overlap --nodes=1 --ntasks=1 -w "$head" python -c "$ABLATE_HEAD_PROBE")
     head_ip="${ABLATE_RAY_HEAD_IP:-$probed_ip}"
     port="${RAY_PORT:-$probed_port}"
     if [ -z "$head_ip" ] || [ -z "$port" ]; then

@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -393,6 +394,50 @@ def test_a_multi_node_trial_job_runs_its_trainer_on_a_ray_cluster_over_its_nodes
     # The trainer ran on the head; the Ray cluster had both nodes, each with the GPU Slurm gave it.
     assert probe == {"trainer_on": "ablate-n1", "ray_nodes": ["ablate-n1", "ablate-n2"], "gpus": 2.0}
     assert _ray_processes(_ray_port(stdout)) == []
+
+
+def test_a_two_node_verl_trial_joins_the_ray_cluster_its_job_started(tmp_path: Path, env: dict[str, str], cluster: Cluster) -> None:
+    """verl itself (the installed 0.9.1) as a 2-node trial: started without `ray_init.address=local`, with
+    `trainer.nnodes=2`, its own `ray.init()` joins the Ray cluster the job started over both nodes instead of starting
+    one of its own. verl cannot train on this machine (no GPU, no vLLM), so the trial then fails; what is checked is
+    where verl's Ray went."""
+    if not cluster.multi_nodes:
+        pytest.skip(f"the multi-node partition did not start: {cluster.multi_unavailable}")
+    spec = tmp_path / "verl-2n.yaml"
+    spec.write_text(
+        textwrap.dedent(
+            f"""\
+            name: slurm-verl-2n
+            trainer: {{backend: verl, base: {ROOT / "configs" / "verl" / "qwen3_4b_grpo.yaml"}}}
+            factors:
+              entropy_coeff: [0]
+            budget: {{max_steps: 10, eval_every: 5, save_every: 5}}
+            objective: {{metric: auto, mode: max}}
+            pruning: {{collapse: null}}
+            resources: {{gpus: 1, cpus: 1, nodes: 2}}
+            execution: {{max_failures: 0}}
+            cluster: {{slurm: {{partition: multi, time: "00:10:00"}}}}
+            """
+        )
+    )
+    out = tmp_path / "out"
+    result = run_ablate(["run", str(spec), "--out", str(out)], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    store, trials = _store_trials(out)
+    (trial,) = trials.values()
+    (started,) = store.list_events(trial.id, kind="started")
+    argv = started.data["argv"]
+    assert argv[1:3] == ["-m", "verl.trainer.main_ppo"]
+    assert "trainer.nnodes=2" in argv and "trainer.n_gpus_per_node=1" in argv
+    assert not any("ray_init.address" in word for word in argv)
+    assert _job(started.data["job_id"])["NodeList"] == "ablate-n[1-2]"
+    workdir = out / "trials" / trial.name
+    stdout, stderr = (workdir / "attempt-0.stdout.log").read_text(), (workdir / "attempt-0.stderr.log").read_text()
+    port = _ray_port(stdout)
+    assert "all 2 node(s) joined the Ray cluster" in stdout
+    assert re.search(rf"Connecting to existing Ray cluster at address: \S+:{port}\b", stderr), stderr[-3000:]
+    assert "Started a local Ray instance" not in stderr
+    assert _ray_processes(port) == []
 
 
 def test_driver_sbatch_runs_the_demo_sweep_inside_one_allocation(tmp_path: Path, env: dict[str, str], cluster: Cluster) -> None:
