@@ -353,9 +353,13 @@ class TrialRun:
         for step, score in eval_points:
             self._note_best(step, score)
         verdict = self._judge()
-        if verdict is None:
-            for step, score in eval_points:
-                self._report_eval(step, score)
+        if verdict is not None:
+            # Report what judging point by point would have let through, the evals before the point at which the
+            # verdict first fires (as `ablate replay` does), however the trainer's points were batched when read.
+            first = self._first_collapsed_step(sorted(point.step for point in points))
+            eval_points = [(step, score) for step, score in eval_points if step < first]
+        for step, score in eval_points:
+            self._report_eval(step, score)
         return verdict
 
     def _resolve_objective(self, point: Point) -> None:
@@ -373,6 +377,14 @@ class TrialRun:
             self._rules = build_rules(config, self._objective, self._settings.mode)  # type: ignore[arg-type]
         history = [self._history[step] for step in sorted(self._history)]
         return first_verdict(self._rules, history)
+
+    def _first_collapsed_step(self, steps: list[int]) -> int:
+        """Return the first of `steps` (new, in order) whose history prefix a collapse rule judges collapsed."""
+        known = sorted(self._history)
+        for step in steps:
+            if first_verdict(self._rules or [], [self._history[s] for s in known if s <= step]) is not None:
+                return step
+        return steps[-1]
 
     def _note_best(self, step: int, score: float) -> None:
         if not math.isfinite(score):
@@ -505,7 +517,8 @@ def run_trial(config: dict[str, Any], settings: SweepSettings) -> None:
     report: Callable[[dict[str, Any]], None] = tune.report
     if trial_id is None:
         # A search's sample: `config` holds the sampled overrides. OptunaSearch reads `BEST` from every result,
-        # so results without a finite best so far are held back.
+        # so results without a finite best so far are held back (a sample that never reports one is told to
+        # Optuna as pruned, without a value).
         trial_id = _register_search_trial(config, settings)
 
         def report_best(metrics: dict[str, Any]) -> None:
@@ -583,6 +596,17 @@ def prepare_sweep(spec: SweepSpec, spec_text: str, sweep_dir: Path) -> tuple[SQL
     return store, trials
 
 
+def tune_environment() -> None:
+    """Set what Tune reads from the driver's environment (a value the user set is kept)."""
+    # Tune's console output is replaced by ablate's own progress view (the legacy reporter honours verbose=0).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # A trial reports what it knows: no ASHA signal while its objective is NaN, nothing at all when a collapse stops
+    # it before its first eval. Tune's strict check would end the whole sweep on such a result (it even counts a
+    # search's flattened config as reported metrics); its schedulers and OptunaSearch skip a result that lacks
+    # their metric.
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+
+
 def run_sweep(
     spec: SweepSpec,
     spec_text: str,
@@ -606,8 +630,7 @@ def run_sweep(
         poll_s: How often a trial reads its metrics file.
         on_start: Called with the store once trials are registered (e.g. to start a progress display).
     """
-    # Tune's console output is replaced by ablate's own progress view (the legacy reporter honours verbose=0).
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    tune_environment()
     import logging
 
     # Ray says at start-up that token authentication is on (good news, not an action item): keep the console quiet.
