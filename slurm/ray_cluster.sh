@@ -8,7 +8,8 @@
 # Settings (environment): RAY_PORT (default: a port free on the head node, so that jobs sharing a node never
 # share a Ray cluster), ABLATE_RAY_CPUS / ABLATE_RAY_GPUS (per node; default what Slurm allocated on the node),
 # ABLATE_RAY_WAIT_S (how long to wait for every node to join, default 180), ABLATE_RAY_HEAD_IP (default: the
-# head node's address on the interface that routes off it).
+# head node's address on the interface that routes off it), ABLATE_PYTHON (the Python that has Ray, on every node;
+# default python3; a trial script sets it to the interpreter that runs ablate).
 #
 # `ray start` (Ray >= 2.52) turns token authentication on and writes the token to ~/.ray/auth_token; the clients
 # in the job connect with RAY_AUTH_MODE=token (exported here). Every node must see that file: a shared $HOME, or
@@ -33,6 +34,7 @@ print(ip, port.getsockname()[1])
 '
 
 start_ray_cluster() {
+    local py="${ABLATE_PYTHON:-python3}"
     local cpus="${ABLATE_RAY_CPUS:-${SLURM_CPUS_ON_NODE:-1}}"
     local gpus="${ABLATE_RAY_GPUS:-${SLURM_GPUS_ON_NODE:-0}}"
     local wait_s="${ABLATE_RAY_WAIT_S:-180}"
@@ -40,7 +42,7 @@ start_ray_cluster() {
     mapfile -t nodes < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
     n_nodes="${#nodes[@]}"
     head="${nodes[0]}"
-    read -r probed_ip probed_port < <(srun --overlap --nodes=1 --ntasks=1 -w "$head" python -c "$ABLATE_HEAD_PROBE")
+    read -r probed_ip probed_port < <(srun --overlap --nodes=1 --ntasks=1 -w "$head" "$py" -c "$ABLATE_HEAD_PROBE")
     head_ip="${ABLATE_RAY_HEAD_IP:-$probed_ip}"
     port="${RAY_PORT:-$probed_port}"
     if [ -z "$head_ip" ] || [ -z "$port" ]; then
@@ -51,17 +53,17 @@ start_ray_cluster() {
     export RAY_ADDRESS="${head_ip}:${port}"
     echo "ablate: Ray head on ${head} (${RAY_ADDRESS}), ${n_nodes} node(s), ${cpus} CPU(s) and ${gpus} GPU(s) each"
     srun --overlap --nodes=1 --ntasks=1 -w "$head" \
-        ray start --head --node-ip-address="$head_ip" --port="$port" \
+        "$py" -m ray.scripts.scripts start --head --node-ip-address="$head_ip" --port="$port" \
         --num-cpus="$cpus" --num-gpus="$gpus" --include-dashboard=false --block &
     ABLATE_RAY_STEPS+=("$!")
     sleep 5
     for worker in "${nodes[@]:1}"; do
         srun --overlap --nodes=1 --ntasks=1 -w "$worker" \
-            ray start --address="$RAY_ADDRESS" --num-cpus="$cpus" --num-gpus="$gpus" --block &
+            "$py" -m ray.scripts.scripts start --address="$RAY_ADDRESS" --num-cpus="$cpus" --num-gpus="$gpus" --block &
         ABLATE_RAY_STEPS+=("$!")
     done
     local deadline=$((SECONDS + wait_s))
-    until [ "$(python -c 'import ray; ray.init(logging_level="ERROR"); print(len([n for n in ray.nodes() if n["Alive"]]))' 2>/dev/null)" = "$n_nodes" ]; do
+    until [ "$("$py" -c 'import ray; ray.init(logging_level="ERROR"); print(len([n for n in ray.nodes() if n["Alive"]]))' 2>/dev/null)" = "$n_nodes" ]; do
         if [ "$SECONDS" -ge "$deadline" ]; then
             echo "ablate: not every node joined the Ray cluster within ${wait_s} s" >&2
             return 1

@@ -369,7 +369,8 @@ def test_a_multi_node_trial_script_starts_ray_over_the_allocation(tmp_path: Path
     text = script.read_text()
     for directive in ("--nodes=2", "--gpus-per-node=8", "--partition=gpu", "--account=rl", "--time=01:00:00"):
         assert f"#SBATCH {directive}\n" in text
-    assert f"source {ROOT / 'slurm' / 'ray_cluster.sh'}\nstart_ray_cluster" in text
+    # Ray's processes run on the interpreter that runs ablate (a job's PATH need not lead to a Python with Ray).
+    assert f"export ABLATE_PYTHON={sys.executable}\nsource {ROOT / 'slurm' / 'ray_cluster.sh'}\nstart_ray_cluster" in text
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
     single = SlurmLauncher(SlurmOptions()).render(Command(("true",)), tmp_path / "one").read_text()
     assert "start_ray_cluster" not in single and "--gpus-per-node" not in single

@@ -31,6 +31,7 @@ import os
 import re
 import shlex
 import shutil
+import sys
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -288,6 +289,7 @@ class SlurmLauncher:
             directives=opts.directives(),
             multi_node=opts.nodes > 1,
             ray_cluster_sh=shlex.quote(str(self._templates / "ray_cluster.sh")),
+            python=shlex.quote(sys.executable),
             attempt=attempt,
             argv=" ".join(shlex.quote(word) for word in command.argv),
         )
