@@ -146,8 +146,9 @@ def _history_objective(settings: SweepSettings, history: Sequence[Point]) -> str
 class _RecordedSignals:
     """Trial id -> the results it reported to the scheduler, recomputed from the store (for a resumed sweep).
 
-    Each eval point with a finite objective gives `{"step", SIGNAL}`, the signal updated as `TrialRun` updates it.
-    Picklable: Tune keeps the scheduler that holds it with the experiment.
+    Each eval point with a finite objective gives `{"step", SIGNAL}`, the signal updated as `TrialRun` updates it;
+    a trial a collapse rule stopped reported only the evals before the collapse step. Picklable: Tune keeps the
+    scheduler that holds it with the experiment.
     """
 
     settings: SweepSettings
@@ -158,8 +159,11 @@ class _RecordedSignals:
         with SQLiteStore(self.settings.db_path) as store:
             try:
                 history = store.get_history(trial_id)
+                record = store.get_trial(trial_id)
             except KeyError:
                 return []
+        if (record.stop_reason or "").startswith("collapse:") and record.stop_step is not None:
+            history = [point for point in history if point.step < record.stop_step]
         objective = _history_objective(self.settings, history)
         signal = _Signal(self.settings.signal, self.settings.mode, self.settings.ema_alpha)
         results = []

@@ -57,6 +57,14 @@ def test_recorded_signals_recompute_what_the_trial_reported(tmp_path: Path) -> N
     assert _RecordedSignals(_settings(tmp_path / "none"))("a") == []  # no store yet: a fresh sweep
 
 
+def test_recorded_signals_of_a_collapsed_trial_end_before_its_collapse(tmp_path: Path) -> None:
+    _store(tmp_path, {"c": [2.0, 3.0, 1.0, 0.5]})
+    with SQLiteStore(tmp_path / "sweep.db") as store:
+        store.set_trial_stop("c", "collapse:score_drop", step=15, evidence={})
+    # The trial reported the evals before its collapse step (TrialRun holds back the rest), so a resume replays those.
+    assert _RecordedSignals(_settings(tmp_path))("c") == [{"step": 5, SIGNAL: 2.0}, {"step": 10, SIGNAL: 3.0}]
+
+
 def _asha(recorded: _RecordedSignals | None) -> AsyncHyperBandScheduler:
     args = {"time_attr": "step", "metric": SIGNAL, "mode": "max", "max_t": 41, "grace_period": 10, "reduction_factor": 2}
     return ResumingASHA(recorded=recorded, **args) if recorded is not None else AsyncHyperBandScheduler(**args)
