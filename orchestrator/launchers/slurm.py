@@ -31,8 +31,8 @@ import os
 import re
 import shlex
 import shutil
-import sys
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
