@@ -92,6 +92,7 @@ def _finished(n_trials: int) -> bool:
 
 
 WALL_FILE = CACHE / "sweep_wall.json"
+LOAD_EVERY_S = 10
 ATTEMPTS = 10
 
 
@@ -111,15 +112,31 @@ def ensure_sweep() -> float | None:
     wall = 0.0
     for attempt in range(1, ATTEMPTS + 1):
         start = time.perf_counter()
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             [sys.executable, "-c", "from orchestrator.cli import main; main()", "run", str(SPEC_PATH), "--out", str(SWEEP_DIR), "--address", "local"],
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))},
         )
+        loads = []  # the machine's 1-minute load average, every 10 s while the sweep trains
+        while proc.poll() is None:
+            loads.append(os.getloadavg()[0])
+            try:
+                proc.wait(timeout=LOAD_EVERY_S)
+            except subprocess.TimeoutExpired:
+                continue
         spent_now = time.perf_counter() - start
         wall += spent_now
         spent = json.loads(WALL_FILE.read_text()) if WALL_FILE.exists() else {"wall_s": 0.0, "calls": 0}
-        WALL_FILE.write_text(json.dumps({"wall_s": spent["wall_s"] + spent_now, "calls": spent["calls"] + 1}))
+        WALL_FILE.write_text(
+            json.dumps(
+                {
+                    "wall_s": spent["wall_s"] + spent_now,
+                    "calls": spent["calls"] + 1,
+                    "load": spent.get("load", []) + loads,
+                    "nice": os.nice(0),
+                }
+            )
+        )
         if proc.returncode == 0 and _finished(n_trials):
             break
         # Interrupted by hand: stop; anything else (the Ray cluster lost under it) resumes the sweep.
@@ -581,6 +598,8 @@ def main() -> None:
         "example_warnings_seeds_1_3": list(example.warnings),
         "sweep_wall_s": spent["wall_s"],
         "sweep_calls": spent["calls"],
+        "sweep_load": _load_summary(spent.get("load", [])),
+        "sweep_nice": spent.get("nice", "not recorded"),
         "analysis_wall_s": analysis,
     }
     result["candidates"] = {
@@ -592,6 +611,21 @@ def main() -> None:
     text = render(result, tallies, candidates, levels, wall)
     (results / "validity.md").write_text(text)
     print(text)
+
+
+def _load_summary(loads: Sequence[float]) -> dict[str, float] | None:
+    """Summarise the load averages sampled while the sweep trained (None if none were)."""
+    return {"median": float(np.median(loads)), "max": float(max(loads)), "samples": len(loads)} if loads else None
+
+
+def _load_sentence(load: Mapping[str, float] | None) -> str:
+    """Say how loaded the machine was while the sweep trained (its trials' own load included)."""
+    if not load:
+        return "The machine's load while it trained was not recorded."
+    return (
+        f"The machine's 1-minute load average while it trained (every {LOAD_EVERY_S} s, the sweep's own "
+        f"{os.cpu_count()} trials at a time included): median {load['median']:.1f}, max {load['max']:.1f}."
+    )
 
 
 def _method_names(methods: IntervalMethods) -> dict[str, str]:
@@ -642,12 +676,11 @@ def render(
         "",
         "Command: `python benchmarks/validity.py` (trains the demo's 6 levels x 20 seeds through `ablate run` with "
         "collapse stops and ASHA off, cached in `benchmarks/cache/validity/`; rerunning only re-analyses).",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared), Python {platform.python_version()}. "
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. "
         f"Training: {spent / 60:.1f} min of `ablate run` in all, over {result['sweep_calls']} call(s) (a call cut off "
-        f"by the loss of its Ray cluster is resumed; {ran}); analysis {result['analysis_wall_s']:.0f} s. The "
-        "machine was shared with other work while it trained (load average 5-9 on 2 cores), so these times are "
-        "upper bounds.",
-        "Seconds per trial (median, 2 trials at a time, nice 15): "
+        f"by the loss of its Ray cluster is resumed; {ran}); analysis {result['analysis_wall_s']:.0f} s. "
+        + _load_sentence(result["sweep_load"]),
+        f"Seconds per trial (median, {os.cpu_count()} trials at a time, nice {result['sweep_nice']}): "
         + ", ".join(f"{label} {secs:.0f}" for label, secs in result["seconds_per_trial"].items())
         + ".",
         "",
