@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.checkpoints import CheckpointKeeper, SweepResult
-from orchestrator.collapse import CollapseConfig, Verdict, build_rules, first_verdict
+from orchestrator.collapse import CollapseConfig, Verdict, build_rules, collapse_walk, first_verdict
 from orchestrator.design import Trial, expand
 from orchestrator.errors import AblateError
 from orchestrator.history import Point, default_objective, is_validation_metric, merge_points
@@ -360,7 +360,10 @@ class TrialRun:
         if verdict is not None:
             # Report what judging point by point would have let through, the evals before the point at which the
             # verdict first fires (as `ablate replay` does), however the trainer's points were batched when read.
-            first = self._first_collapsed_step(sorted(point.step for point in points))
+            history = [self._history[step] for step in sorted(self._history)]
+            new = min(point.step for point in points)
+            found = collapse_walk(self._rules or [], history, next(i for i, p in enumerate(history) if p.step >= new))
+            first = history[found[1]].step if found is not None else history[-1].step
             eval_points = [(step, score) for step, score in eval_points if step < first]
         for step, score in eval_points:
             self._report_eval(step, score)
@@ -381,14 +384,6 @@ class TrialRun:
             self._rules = build_rules(config, self._objective, self._settings.mode)  # type: ignore[arg-type]
         history = [self._history[step] for step in sorted(self._history)]
         return first_verdict(self._rules, history)
-
-    def _first_collapsed_step(self, steps: list[int]) -> int:
-        """Return the first of `steps` (new, in order) whose history prefix a collapse rule judges collapsed."""
-        known = sorted(self._history)
-        for step in steps:
-            if first_verdict(self._rules or [], [self._history[s] for s in known if s <= step]) is not None:
-                return step
-        return steps[-1]
 
     def _note_best(self, step: int, score: float) -> None:
         if not math.isfinite(score):

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.collapse import CollapseConfig, Rule, Verdict, build_rules, first_verdict
+from orchestrator.collapse import CollapseConfig, Verdict, build_rules, collapse_walk, first_verdict
 from orchestrator.errors import AblateError
 from orchestrator.history import Point, default_objective, is_validation_metric
 from orchestrator.pruners import SeedMeanHalving
@@ -184,26 +184,6 @@ def resolve_objective(spec: SweepSpec, points: Sequence[Point]) -> tuple[str | N
         if any(is_validation_metric(key) for key in point.metrics):
             return default_objective(point.metrics), index
     return None, None
-
-
-def collapse_walk(rules: Sequence[Rule], points: Sequence[Point], start: int = 0) -> tuple[Verdict, int] | None:
-    """Judge a history as the live engine would: `first_verdict` on each prefix, from `start`, until one fires.
-
-    Args:
-        rules: The rules (from `build_rules`).
-        points: The history, in increasing step order.
-        start: The index of the first point after which the engine judges (its objective is known from there).
-
-    Returns:
-        The first verdict and the index of the point after which it was given, or None if no prefix collapses.
-    """
-    if not rules:
-        return None
-    for index in range(start, len(points)):
-        verdict = first_verdict(rules, points[: index + 1])
-        if verdict is not None:
-            return verdict, index
-    return None
 
 
 # ---------------------------------------------------------------------------------------------------- ASHA

@@ -6,7 +6,16 @@ signs that do not stop a run on their own. `CollapseConfig` is the spec's `pruni
 `build_rules` turns it into rules.
 """
 
-from orchestrator.collapse._base import Baseline, Mode, Rule, Verdict, WarningRule, collect_warnings, first_verdict
+from orchestrator.collapse._base import (
+    Baseline,
+    Mode,
+    Rule,
+    Verdict,
+    WarningRule,
+    collapse_walk,
+    collect_warnings,
+    first_verdict,
+)
 from orchestrator.collapse._config import (
     CollapseConfig,
     DeadConfig,
@@ -41,5 +50,6 @@ __all__ = [
     "WarningRule",
     "build_rules",
     "collect_warnings",
+    "collapse_walk",
     "first_verdict",
 ]

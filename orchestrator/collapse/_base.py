@@ -77,6 +77,28 @@ def first_verdict(rules: Iterable[Rule], history: History) -> Verdict | None:
     return min(verdicts, key=lambda verdict: verdict.step)
 
 
+def collapse_walk(rules: Sequence[Rule], points: History, start: int = 0) -> tuple[Verdict, int] | None:
+    """Judge a history as a live trial does, point by point: `first_verdict` on each prefix, from `start`, until
+    one fires. A trial judges the batches of points it reads, and a rule fires at its earliest step, so the first
+    verdict is the same; this also says after which point it was first given.
+
+    Args:
+        rules: The rules (from `build_rules`).
+        points: The history, in increasing step order.
+        start: The index of the first point after which the engine judges (its objective is known from there).
+
+    Returns:
+        The first verdict and the index of the point after which it was given, or None if no prefix collapses.
+    """
+    if not rules:
+        return None
+    for index in range(start, len(points)):
+        verdict = first_verdict(rules, points[: index + 1])
+        if verdict is not None:
+            return verdict, index
+    return None
+
+
 def collect_warnings(rules: Iterable[Rule], history: History) -> list[Verdict]:
     """Return the earliest warning of each rule that gives warnings, in step order.
 
