@@ -250,14 +250,17 @@ def test_an_optuna_search_runs_its_samples_as_slurm_jobs(tmp_path: Path, env: di
 
 
 def test_gpu_jobs_wait_in_slurms_queue_for_free_gpus(tmp_path: Path, env: dict[str, str], cluster: Cluster) -> None:
-    """3 trials of 2 GPUs on 4 logical GPUs: all three are submitted, Slurm runs two at a time."""
+    """3 trials of 2 GPUs on 4 logical GPUs: all three are submitted, Slurm runs two at a time.
+
+    Each job trains long enough (1000 steps, tens of seconds) to outlast the few seconds Tune may take to start the
+    third trial's proxy on a loaded machine, so that all three are in Slurm's queue at once."""
     spec = write_spec(
         tmp_path,
         "slurm-gpus",
         """\
         factors:
           entropy_coeff: [0, 0.001, 0.01]
-        budget: {max_steps: 30, eval_every: 10, save_every: 10}
+        budget: {max_steps: 1000, eval_every: 250, save_every: 250}
         pruning: {collapse: null}
         resources: {gpus: 2}
         cluster: {slurm: {time: "00:20:00"}}
