@@ -145,12 +145,12 @@ def _demo_spec(tmp_path: Path, name: str = "demo", **changes: Any) -> Path:
     return path
 
 
-def _long_spec(tmp_path: Path, name: str, steps: int) -> Path:
+def _long_spec(tmp_path: Path, name: str, steps: int, every: int = 5) -> Path:
     spec = {
         "name": name,
         "trainer": {"backend": "mini", "base": str(ROOT / "configs" / "mini" / "original.yaml"), "overrides": dict(FAST)},
         "factors": {"lr_schedule": [{"type": "constant", "lr": 1.0e-3}]},
-        "budget": {"max_steps": steps, "eval_every": 5, "save_every": 5},
+        "budget": {"max_steps": steps, "eval_every": every, "save_every": every},
         "objective": {"metric": "val-core/mini/reward/mean@1", "mode": "max"},
         "pruning": {"collapse": None},
         "resources": {"cpus": 1},
@@ -423,13 +423,14 @@ def test_service_cancel_stops_a_running_sweep_cleanly(server: Server, tmp_path: 
 
 def test_service_restart_keeps_the_queue_and_resumes_the_running_sweep(tmp_path: Path, env: dict[str, str]) -> None:
     """Kill the service outright (SIGKILL, no clean-up) while a sweep runs and another waits: everything it started
-    stops by itself; at the next start the waiting sweep is still queued and the running one resumes and finishes."""
+    stops by itself; at the next start the waiting sweep is still queued and the running one resumes and finishes.
+    A miniature step takes about 0.02 s: the running sweep's budget (600 steps) outlasts the kill by many seconds."""
     state = tmp_path / "state"
     server = Server(state, env, "--max-running", "1").start()
     try:
-        running = json.loads(server.cli("submit", str(_long_spec(tmp_path, "resumed", 20)), "--json").stdout)["sweep"]["id"]
+        running = json.loads(server.cli("submit", str(_long_spec(tmp_path, "resumed", 600, every=50)), "--json").stdout)["sweep"]["id"]
         queued = json.loads(server.cli("submit", str(_long_spec(tmp_path, "waiting", 5)), "--json").stdout)["sweep"]["id"]
-        _wait_for("the first sweep to train", lambda: _max_step(server, running) >= 3, 300)
+        _wait_for("the first sweep to train", lambda: _max_step(server, running) >= 60, 300)
         assert _sweep(server, queued)["status"] == "queued"
     finally:
         assert server.stop(signal.SIGKILL) == -signal.SIGKILL
@@ -446,7 +447,7 @@ def test_service_restart_keeps_the_queue_and_resumes_the_running_sweep(tmp_path:
         assert first["runs"] == 2 and second["runs"] == 1
         with server.client() as client:
             (trial,) = client.get(f"/sweeps/{running}/trials").json()
-        assert trial["status"] == "completed" and trial["step"] == 20
+        assert trial["status"] == "completed" and trial["step"] == 600
         assert trial["attempts"] >= 2
     finally:
         assert server.stop(signal.SIGINT) == 0, server.log()[-3000:]
@@ -457,11 +458,12 @@ def test_service_restart_keeps_the_queue_and_resumes_the_running_sweep(tmp_path:
 
 def test_service_resumes_its_sweeps_when_its_ray_cluster_dies(server: Server, tmp_path: Path) -> None:
     """Ray's processes killed under a running sweep (as `ray stop --force` or the OOM killer would): the service
-    puts the sweep back in the queue, starts a new Ray head, and the sweep resumes and finishes."""
-    result = server.cli("submit", str(_long_spec(tmp_path, "survivor", 20)), "--json")
+    puts the sweep back in the queue, starts a new Ray head, and the sweep resumes and finishes. The budget (600 steps
+    of about 0.02 s) outlasts the kill by many seconds."""
+    result = server.cli("submit", str(_long_spec(tmp_path, "survivor", 600, every=50)), "--json")
     assert result.returncode == 0, result.stderr
     sweep_id = json.loads(result.stdout)["sweep"]["id"]
-    _wait_for("a trial to train", lambda: _max_step(server, sweep_id) >= 2, 300)
+    _wait_for("a trial to train", lambda: _max_step(server, sweep_id) >= 60, 300)
     assert server.proc is not None
     ray_processes = [
         p for p in psutil.Process(server.proc.pid).children(recursive=True) if re.search(r"gcs_server|raylet", " ".join(p.cmdline()))
@@ -474,6 +476,6 @@ def test_service_resumes_its_sweeps_when_its_ray_cluster_dies(server: Server, tm
     assert sweep["runs"] == 2
     with server.client() as client:
         (trial,) = client.get(f"/sweeps/{sweep_id}/trials").json()
-        assert trial["status"] == "completed" and trial["step"] == 20
+        assert trial["status"] == "completed" and trial["step"] == 600
         assert client.get("/health").json()["status"] == "ok"
     assert "Ray cluster died" in server.log()
