@@ -158,13 +158,15 @@ def test_a_resumed_sweep_keeps_asha_s_rungs(tmp_path: Path, env: dict[str, str])
 
 
 def test_run_retries_a_crashed_trainer_and_resumes_from_its_checkpoint(tmp_path: Path, env: dict[str, str]) -> None:
+    """A miniature step takes about 0.02 s: the budget (200 steps) leaves seconds between the poll that sees step 17
+    and the trainer's end, so the kill lands mid-run."""
     spec = write_spec(
         tmp_path,
         "crash",
         f"""\
         factors:
           lr_schedule: [{{type: constant, lr: {HEALTHY_LR}}}]
-        budget: {{max_steps: 40, eval_every: 10, save_every: 5}}
+        budget: {{max_steps: 200, eval_every: 50, save_every: 5}}
         objective: {{metric: val-core/mini/reward/mean@1, mode: max}}
         pruning: {{collapse: null}}
         execution: {{max_failures: 2}}
@@ -186,14 +188,14 @@ def test_run_retries_a_crashed_trainer_and_resumes_from_its_checkpoint(tmp_path:
     assert [e.kind for e in store.list_events(trial_id) if e.kind in ("failed", "retried")][:2] == ["failed", "retried"]
     retried = [e for e in store.list_events(trial_id, kind="retried") if "resume_step" in e.data]
     assert retried and retried[0].data["resume_step"] >= 15
-    # Every step is there once, with its training metrics; evals on every 10th step. One exception, as in verl:
+    # Every step is there once, with its training metrics; evals on every 50th step. One exception, as in verl:
     # a trainer killed after saving step N's checkpoint but before logging step N never logs step N's training
     # metrics, since the next attempt resumes at N + 1.
     resume = retried[0].data["resume_step"]
-    expected = [step for step in range(1, 41) if step != resume]
+    expected = [step for step in range(1, 201) if step != resume]
     assert [s for s in _steps_with(store, trial_id, "actor/pg_loss") if s != resume] == expected
     # As verl does, the resumed trainer validates again at the step it resumes from.
-    assert _steps_with(store, trial_id, "val-core/mini/reward/mean@1") == sorted({0, 10, 20, 30, 40, resume})
+    assert _steps_with(store, trial_id, "val-core/mini/reward/mean@1") == sorted({0, 50, 100, 150, 200, resume})
     assert (out / "trials" / trial.name / "metrics.1.jsonl").is_file()  # each attempt its own metrics file
 
 
@@ -211,6 +213,7 @@ def _wait_for_step(out: Path, step: int, timeout: float) -> tuple[str, int]:
 
 
 def test_run_resumes_after_the_driver_is_killed(tmp_path: Path, env: dict[str, str]) -> None:
+    """The budget (150 steps of about 0.02 s) keeps the first trials running seconds after the poll that sees step 12."""
     spec = write_spec(
         tmp_path,
         "resume",
@@ -218,7 +221,7 @@ def test_run_resumes_after_the_driver_is_killed(tmp_path: Path, env: dict[str, s
         factors:
           lr_schedule: [{{type: constant, lr: {HEALTHY_LR}}}]
         seeds: 3
-        budget: {{max_steps: 30, eval_every: 10, save_every: 5}}
+        budget: {{max_steps: 150, eval_every: 50, save_every: 5}}
         objective: {{metric: val-core/mini/reward/mean@1, mode: max}}
         pruning: {{collapse: null}}
         execution: {{max_concurrent_trials: 2}}
@@ -252,8 +255,8 @@ def test_run_resumes_after_the_driver_is_killed(tmp_path: Path, env: dict[str, s
         # saving that step's checkpoint and logging it never logs its training metrics (verl's order too).
         resumed = {e.data["resume_step"] for e in store.list_events(trial.id, kind="retried") if "resume_step" in e.data}
         trained = [s for s in _steps_with(store, trial.id, "actor/pg_loss") if s not in resumed]
-        assert trained == [s for s in range(1, 31) if s not in resumed], trial.name
-        assert _steps_with(store, trial.id, "val-core/mini/reward/mean@1") == sorted({0, 10, 20, 30} | resumed), trial.name
+        assert trained == [s for s in range(1, 151) if s not in resumed], trial.name
+        assert _steps_with(store, trial.id, "val-core/mini/reward/mean@1") == sorted({0, 50, 100, 150} | resumed), trial.name
 
 
 def test_run_packs_two_gpu_trials_on_four_logical_gpus(tmp_path: Path, env: dict[str, str]) -> None:
