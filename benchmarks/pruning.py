@@ -58,7 +58,7 @@ from orchestrator.replay import RecordedTrial, replay  # noqa: E402
 from orchestrator.spec import SweepSpec, parse_spec  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-DATA = Path(os.environ.get("ABLATE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+DATA = ROOT / "tests" / "data" / "verl"
 COLLAPSE_FRACTION = 0.5
 ONSET_FRACTION = 0.9
 CONTINUE, STOP, PAUSE = "CONTINUE", "STOP", "PAUSE"
@@ -540,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
         "miniature without n8 (the best configuration now rises late)": [r for r in mini if r.config != "n8"],
     }
     if args.data.is_dir():
-        banks["real verl runs (shared/data, all healthy)"] = load_verl(args.data)
+        banks["real verl runs (tests/data/verl, all healthy)"] = load_verl(args.data)
     sections = []
     summary: dict[str, Any] = {}
     for bank, runs in banks.items():

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from orchestrator.cli import app
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SHARED_FILES = sorted(p for p in DATA.glob("*/*") if p.suffix in (".log", ".tfevents")) if DATA.is_dir() else []
+DATA = Path(__file__).resolve().parent / "data" / "verl"
+REAL_FILES = sorted(p for p in DATA.glob("*/*") if p.suffix in (".log", ".tfevents"))
 VAL = "val-core/demo/acc/mean@1"
 KEYS = ["run", "best_step", "best_score", "final_step", "collapse", "metrics_at_best", "metrics_after"]
 
@@ -58,13 +58,12 @@ def demo(tmp_path: Path) -> Path:
     return runs
 
 
-@pytest.mark.skipif(not SHARED_FILES, reason=f"the shared healthy runs are not at {DATA}")
 def test_analyze_reads_every_shared_run_and_judges_none_collapsed(tmp_path: Path) -> None:
     out = tmp_path / "report"
     result = runner.invoke(app, ["analyze", str(DATA), "--json", "--out", str(out)])
     assert result.exit_code == 0, result.output
     records = json.loads(result.stdout)
-    assert sorted(r["run"] for r in records) == sorted(p.stem for p in SHARED_FILES)
+    assert sorted(r["run"] for r in records) == sorted(p.stem for p in REAL_FILES)
     for record in records:
         assert list(record) == KEYS
         assert record["collapse"] is None and record["metrics_after"] == {}
@@ -73,7 +72,7 @@ def test_analyze_reads_every_shared_run_and_judges_none_collapsed(tmp_path: Path
         assert {"actor/pg_loss", "actor/grad_norm", "response_length/mean"} <= set(record["metrics_at_best"])
     for name in ("report.md", "report.html", "trials.csv", "summary.json", "validation.png", "signals.png"):
         assert (out / name).is_file(), name
-    assert len(pd.read_csv(out / "trials.csv")) == len(SHARED_FILES)
+    assert len(pd.read_csv(out / "trials.csv")) == len(REAL_FILES)
     assert "14 runs, 0 collapsed" in (out / "report.md").read_text()
 
 

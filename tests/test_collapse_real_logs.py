@@ -1,4 +1,4 @@
-"""No collapse rule may stop the real healthy verl runs in shared/data/ (a stop there is a false stop)."""
+"""No collapse rule may stop the real healthy verl runs in tests/data/verl/ (a stop there is a false stop)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ import pytest
 from orchestrator.collapse import CollapseConfig, build_rules, collect_warnings, first_verdict
 from orchestrator.readers import Run, read_run
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-FILES = sorted(p for p in DATA.glob("*/*") if p.suffix in (".log", ".tfevents")) if DATA.is_dir() else []
+DATA = Path(__file__).resolve().parent / "data" / "verl"
+FILES = sorted(p for p in DATA.glob("*/*") if p.suffix in (".log", ".tfevents"))
 
-pytestmark = pytest.mark.skipif(not FILES, reason=f"the shared healthy runs are not at {DATA}")
 
 # Twice as strict as the defaults or more: the healthy runs must stay clear of these too.
 STRICT = CollapseConfig.model_validate(

@@ -1,4 +1,4 @@
-"""Every file in shared/data/ is read whole: every step and every metric."""
+"""Every file in tests/data/verl/ is read whole: every step and every metric."""
 
 from __future__ import annotations
 
@@ -11,13 +11,12 @@ import pytest
 from orchestrator.history import default_objective
 from orchestrator.readers import Run, read_run
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parent / "data" / "verl"
 CONSOLE = DATA / "verl-console-logs"
 TENSORBOARD = DATA / "verl-tensorboard"
 
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"the shared healthy runs are not at {DATA}")
 
-# name: (lines containing "step:", distinct steps, metric names). SOURCES.md counts the lines: resp512 has two
+# name: (lines containing "step:", distinct steps, metric names). PROVENANCE.md counts the steps: resp512 has two
 # lines of model output containing "step:", and gemma logs step 0 twice (the validation before training on its
 # own line, then the first training step).
 CONSOLE_COUNTS = {
@@ -100,3 +99,13 @@ def test_read_tensorboard_values_of_shared_runs() -> None:
     assert points[0].metrics["val-core/openai/gsm8k/reward/mean@1"] == pytest.approx(0.5670963)
     assert points[1].metrics["actor/entropy"] == pytest.approx(0.311, abs=1e-3)
     assert sum(len(p.metrics) for p in points) == 6259
+
+
+def test_tests_and_benchmarks_read_no_data_outside_the_repository() -> None:
+    # The real logs live in the repository, so a clone anywhere runs these tests; nothing reaches for a folder beside it.
+    root = Path(__file__).resolve().parents[1]
+    outside = re.compile("|".join([r"parents\[2\]", r"ROOT\.parent\b", r"\.\./" + "shared", '"' + 'shared" /']))
+    sources = [*root.glob("tests/*.py"), *root.glob("benchmarks/*.py")]
+    hits = [f"{p.name}:{n}" for p in sources for n, line in enumerate(p.read_text().splitlines(), 1) if outside.search(line)]
+    assert not hits, hits
+    assert DATA.is_relative_to(root) and (DATA / "PROVENANCE.md").is_file()
