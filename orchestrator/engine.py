@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from orchestrator.launchers.slurm import SlurmLauncher, SlurmOptions, cancel_ali
 from orchestrator.readers import JsonlTail, read_jsonl
 from orchestrator.search import BEST, search_template
 from orchestrator.spec import SweepSpec
-from orchestrator.store import SQLiteStore
+from orchestrator.store import SQLiteStore, TrialRecord
 from orchestrator.trainers import RunContext, get_trainer
 
 DB_NAME = "sweep.db"
@@ -568,6 +568,8 @@ class SweepOutcome:
     sweep_dir: Path
     counts: dict[str, int]
     interrupted: bool = False
+    failed: list[TrialRecord] = field(default_factory=list)
+    """The trials that failed after their retries (the sweep did not succeed)."""
 
 
 def prepare_sweep(spec: SweepSpec, spec_text: str, sweep_dir: Path) -> tuple[SQLiteStore, list[Trial]]:
@@ -740,7 +742,12 @@ def run_sweep(
         interrupted = True
     finally:
         interrupted = _settle(store, spec.name, settings, interrupted or callback.interrupted)
-    return SweepOutcome(sweep_dir=sweep_dir, counts=store.summary(spec.name), interrupted=interrupted)
+    return SweepOutcome(
+        sweep_dir=sweep_dir,
+        counts=store.summary(spec.name),
+        interrupted=interrupted,
+        failed=store.list_trials(spec.name, status="failed"),
+    )
 
 
 def _check_target(spec: SweepSpec, sweep_dir: Path) -> None:

@@ -212,6 +212,40 @@ def _wait_for_step(out: Path, step: int, timeout: float) -> tuple[str, int]:
         store.close()
 
 
+def test_run_exits_1_naming_the_trials_that_failed_after_their_retries(tmp_path: Path, env: dict[str, str]) -> None:
+    """A sweep in which one trial's trainer fails at every attempt (an LR the miniature refuses, let through by
+    --no-validate) did not succeed: exit 1, the failed trial named on stderr with its attempts and log; the other
+    trial completes as usual."""
+    spec = write_spec(
+        tmp_path,
+        "failing",
+        f"""\
+        factors:
+          actor_rollout_ref.actor.optim.lr: [{HEALTHY_LR}, not-a-number]
+        budget: {{max_steps: 10, eval_every: 5, save_every: 5}}
+        objective: {{metric: val-core/mini/reward/mean@1, mode: max}}
+        execution: {{max_failures: 1}}
+        """,
+    )
+    out = tmp_path / "out"
+    result = run_ablate(["run", str(spec), "--out", str(out), "--no-validate"], env)
+    assert result.returncode == 1, result.stderr[-3000:]
+    store = SQLiteStore(out / "sweep.db")
+    trials = {t.name: t for t in store.list_trials("failing")}
+    failed = [t for t in trials.values() if t.status == "failed"]
+    assert len(failed) == 1 and len(trials) == 2
+    bad = failed[0]
+    assert bad.attempts == 2 and "not-a-number" in bad.overrides["actor_rollout_ref.actor.optim.lr"]
+    (good,) = (t for t in trials.values() if t is not bad)
+    assert good.status == "completed"
+    # The last lines of stderr: one per failed trial (the trainer's own error lines come earlier), then the count.
+    *named, last = result.stderr.strip().splitlines()[-2:]
+    assert named[0].startswith(f"error: trial {bad.name} ({bad.id}) failed after 2 attempt(s), exit code 2; see ")
+    assert "must be a number" in named[0] and str(out / "trials" / bad.name) in named[0]
+    assert last.startswith("error: 1 of 2 trials failed after their retries")
+    assert f"error: trial {good.name}" not in result.stderr
+
+
 def test_run_resumes_after_the_driver_is_killed(tmp_path: Path, env: dict[str, str]) -> None:
     """The budget (150 steps of about 0.02 s) keeps the first trials running seconds after the poll that sees step 12."""
     spec = write_spec(

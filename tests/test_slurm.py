@@ -426,9 +426,12 @@ def test_a_two_node_verl_trial_joins_the_ray_cluster_its_job_started(tmp_path: P
     )
     out = tmp_path / "out"
     result = run_ablate(["run", str(spec), "--out", str(out)], env)
-    assert result.returncode == 0, result.stderr[-3000:]
+    # Its trial failed (no GPU here), so the sweep did not succeed: exit 1, the failed trial named on stderr.
+    assert result.returncode == 1, result.stderr[-3000:]
     store, trials = _store_trials(out)
     (trial,) = trials.values()
+    assert trial.status == "failed"
+    assert f"error: trial {trial.name} ({trial.id}) failed" in result.stderr, result.stderr[-3000:]
     (started,) = store.list_events(trial.id, kind="started")
     argv = started.data["argv"]
     assert argv[1:3] == ["-m", "verl.trainer.main_ppo"]

@@ -24,6 +24,9 @@ def run(
 
     Running it again on the same directory resumes the sweep: finished trials are not rerun, the others resume
     from their latest checkpoints. Ctrl-C stops every trainer cleanly and leaves the sweep resumable.
+
+    Exit status: 0 when every trial completed or was stopped by a collapse rule or the scheduler; 1 when any trial
+    failed after its retries (each named on stderr); 2 on bad input (nothing launched); 130 when interrupted.
     """
     from orchestrator.design import expand
     from orchestrator.engine import DB_NAME, progress_thread, run_sweep
@@ -67,6 +70,26 @@ def run(
     if outcome.interrupted:
         _console.out.print(f"interrupted: resume with `ablate run {spec_path} --out {sweep_dir}`", highlight=False)
         raise typer.Exit(130)
+    if outcome.failed:
+        lines = [_failure(record) for record in outcome.failed]
+        lines.append(
+            f"{len(outcome.failed)} of {len(trials)} trials failed after their retries "
+            f"(execution.max_failures); rerun `ablate run {spec_path} --out {sweep_dir}` to retry them"
+        )
+        _console.abort("\n".join(lines), code=1)
+
+
+def _failure(record: Any) -> str:
+    """One line on a failed trial: its name and id, attempts, exit code, and where its log is."""
+    evidence = record.stop_evidence or {}
+    line = f"trial {record.name} ({record.id}) failed after {record.attempts} attempt(s)"
+    if evidence.get("exit_code") is not None:
+        line += f", exit code {evidence['exit_code']}"
+    where = evidence.get("log") or evidence.get("error")
+    if where:
+        line += f"; see {where}"
+    last = (record.stderr_tail or "").strip().splitlines()
+    return f"{line}; last stderr line: {last[-1].strip()}" if last else line
 
 
 class _Progress:
