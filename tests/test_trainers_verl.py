@@ -16,7 +16,7 @@ from orchestrator.design import Trial, expand
 from orchestrator.spec import load_spec
 from orchestrator.trainers import RunContext, get_trainer
 from orchestrator.trainers._hydra import format_override, parse_override
-from orchestrator.trainers.verl import VerlTrainer, _VerlChecker, verl_config_dir
+from orchestrator.trainers.verl import VerlTrainer, _type_problem, _VerlChecker, verl_config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -223,4 +223,33 @@ def test_verl_real_cli_reads_the_trials_values(tmp_path: Path) -> None:
 
 def test_verl_config_dir_is_the_installed_wheels() -> None:
     assert (Path(verl_config_dir()) / "ppo_trainer.yaml").is_file()
-    assert sys.modules.get("verl") is None or True  # finding the directory must not need `import verl`
+
+
+def test_verl_config_dir_is_found_without_importing_verl() -> None:
+    # `import verl` costs seconds; finding its config folder must not need it (checked in a fresh interpreter).
+    program = "import sys; from orchestrator.trainers.verl import verl_config_dir; verl_config_dir(); print(sorted(m for m in sys.modules if m == 'verl' or m.startswith('verl.')))"
+    proc = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120, check=True)
+    assert proc.stdout.strip() == "[]", proc.stdout
+
+
+def test_verl_type_check_fails_closed_when_a_type_cannot_be_judged() -> None:
+    """A check that cannot run is reported with the key, never taken as "no problem found"."""
+
+    class Opaque:  # a type pydantic has no validator for
+        pass
+
+    problem = _type_problem(3, Opaque)
+    assert problem is not None and problem.startswith("cannot be checked against verl's declared type Opaque")
+    assert _type_problem(3, int) is None and _type_problem("x", int) == "must be an integer (got 'x')"
+    # A section whose config class does not load: its keys are refused with the reason, not passed unchecked.
+    from omegaconf import open_dict
+
+    checker = _VerlChecker()
+    broken = checker.pristine()
+    with open_dict(broken):
+        broken.actor_rollout_ref.actor["_target_"] = "verl.workers.config.NoSuchActorConfig"
+    checker._pristine = broken
+    errors = checker.check_types(["actor_rollout_ref.actor.ppo_epochs=2", "trainer.total_training_steps=5"])
+    assert len(errors) == 1, errors
+    assert errors[0].startswith("`actor_rollout_ref.actor.ppo_epochs`: cannot be type-checked: verl's config class ")
+    assert "NoSuchActorConfig" in errors[0]

@@ -189,7 +189,11 @@ class _VerlChecker:
             if override.is_delete():
                 continue
             key = override.key_or_group
-            expected = _declared_type(pristine, key)
+            try:
+                expected = _declared_type(pristine, key)
+            except _Uncheckable as exc:
+                errors.append(f"`{key}`: {exc}")
+                continue
             if expected is None:
                 continue
             problem = _type_problem(override.value(), expected)
@@ -260,6 +264,10 @@ def _still_missing(cfg: Any, key: str) -> bool:
 # ----------------------------------------------------------------------------------------------- type checking
 
 
+class _Uncheckable(Exception):
+    """The type of a key cannot be found or judged: reported as a problem, never taken as a pass."""
+
+
 def _declared_type(cfg: Any, key: str) -> Any:
     """Return the type verl declares for `key` (its dataclass field), else the type of its default, else None."""
     from omegaconf import OmegaConf
@@ -285,20 +293,26 @@ def _declared_type(cfg: Any, key: str) -> Any:
 
 
 def _field_hint(target: str, path: list[str]) -> Any:
-    """Return the annotation of `path` inside the dataclass named by a `_target_`, or None if unknown."""
+    """Return the annotation of `path` inside the dataclass named by a `_target_`, or None if it declares none.
+
+    Raises:
+        _Uncheckable: If the class cannot be imported or its annotations cannot be read.
+    """
     from hydra.utils import get_class
 
     try:
         cls: Any = get_class(target)
-    except Exception:
-        return None
+    except Exception as exc:
+        raise _Uncheckable(f"cannot be type-checked: verl's config class `{target}` does not load ({_one_line(exc)})") from None
     for i, name in enumerate(path):
         if not dataclasses.is_dataclass(cls):
             return None
         try:
             hints = typing.get_type_hints(cls)
-        except Exception:
-            return None
+        except Exception as exc:
+            raise _Uncheckable(
+                f"cannot be type-checked: the annotations of `{cls.__qualname__}` do not resolve ({_one_line(exc)})"
+            ) from None
         if name not in hints:
             return None
         hint = hints[name]
@@ -318,7 +332,11 @@ def _dataclass_in(hint: Any) -> Any:
 
 
 def _type_problem(value: Any, expected: Any) -> str | None:
-    """Return why `value` does not fit `expected` (pydantic's lax rules), or None if it fits or cannot be judged."""
+    """Return why `value` does not fit `expected` (pydantic's lax rules), or None if it fits.
+
+    A check that cannot run (a type pydantic cannot build a validator for, a validator that crashes) is a problem
+    too: the value would otherwise reach verl unchecked.
+    """
     from omegaconf import DictConfig, ListConfig, OmegaConf
     from pydantic import TypeAdapter, ValidationError
 
@@ -327,15 +345,11 @@ def _type_problem(value: Any, expected: Any) -> str | None:
     if isinstance(value, str) and "${" in value:
         return None  # an interpolation: resolved by OmegaConf at run time
     try:
-        adapter = TypeAdapter(expected)
-    except Exception:
-        return None
-    try:
-        adapter.validate_python(value)
-    except ValidationError as exc:
-        return f"must be {_type_name(expected)} (got {value!r})" if exc.errors() else None
-    except Exception:
-        return None
+        TypeAdapter(expected).validate_python(value)
+    except ValidationError:
+        return f"must be {_type_name(expected)} (got {value!r})"
+    except Exception as exc:
+        return f"cannot be checked against verl's declared type {_type_name(expected)} ({_one_line(exc)})"
     return None
 
 
