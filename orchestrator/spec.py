@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -30,6 +31,22 @@ from orchestrator.collapse import CollapseConfig
 from orchestrator.errors import SpecError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def check_plain_name(value: str) -> str:
+    """Return `value` if it can name a folder as it is (no separator, not `.` or `..`), else raise ValueError.
+
+    Sweep names and level labels become paths (`runs/<name>`, `trials/<trial>`); `..` would write into the folder
+    above, `.` into the working directory.
+    """
+    if not NAME_RE.match(value):
+        raise ValueError(f"must be 1-64 characters of A-Z a-z 0-9 . _ - (got {value!r})")
+    if not value.strip("."):
+        raise ValueError(f"must be a plain folder name, not only dots: it becomes a path (got {value!r})")
+    return value
+
+
+PlainName = Annotated[str, AfterValidator(check_plain_name)]
 # A Hydra override key: dotted identifiers, optionally prefixed by `+` or `++` (add / force-add).
 OVERRIDE_KEY_RE = re.compile(r"^(\+{1,2})?[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 # verl's kl_loss_type values (core_algos.kl_penalty): k1 = kl, k2 = mse, k3 = low_var_kl.
@@ -83,7 +100,7 @@ class LrSchedule(_Strict):
     warmup_steps: int = Field(default=0, ge=0)
     min_lr_ratio: float = Field(default=0.0, ge=0, le=1)
     num_cycles: float = Field(default=0.5, gt=0)
-    label: str | None = None
+    label: PlainName | None = None
 
     @model_validator(mode="after")
     def _cosine_only_fields(self) -> LrSchedule:
@@ -127,7 +144,7 @@ class KlLoss(_Strict):
     use_kl_loss: bool
     coef: float | None = None
     type: KlLossType = "low_var_kl"
-    label: str | None = None
+    label: PlainName | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -428,7 +445,7 @@ class Search(_Strict):
 class SweepSpec(_Strict):
     """A whole sweep. Build it with `load_spec` (which resolves paths and reports errors per field)."""
 
-    name: str
+    name: PlainName
     description: str = ""
     trainer: TrainerSpec
     factors: dict[str, list[Any]]
@@ -485,13 +502,6 @@ class SweepSpec(_Strict):
                 )
             merged[key] = slurm[own]
         return {**data, "resources": merged}
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not NAME_RE.match(value):
-            raise ValueError(f"must be 1-64 characters of A-Z a-z 0-9 . _ - (got {value!r})")
-        return value
 
     @field_validator("factors", mode="before")
     @classmethod

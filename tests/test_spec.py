@@ -91,6 +91,10 @@ BAD = [
     (("name: tiny-sweep", "name: tiny-sweep\nnmae: x"), "(top level): unknown key `nmae`; allowed: name,"),
     (("name: tiny-sweep", "name: tiny sweep"), "name: must be 1-64 characters of A-Z a-z 0-9 . _ - (got 'tiny sweep')"),
     (("name: tiny-sweep", "name: " + "a" * 65), "name: must be 1-64 characters"),
+    (("name: tiny-sweep", "name: '..'"), "name: must be a plain folder name, not only dots: it becomes a path (got '..')"),
+    (("name: tiny-sweep", "name: '.'"), "name: must be a plain folder name, not only dots: it becomes a path (got '.')"),
+    (("{type: constant, lr: 1e-3}", "{type: constant, lr: 1e-3, label: '..'}"), "factors.lr_schedule[0].label: must be a plain folder name, not only dots"),
+    (("kl: [0, 0.01]", "kl: [0, {use_kl_loss: true, coef: 0.01, label: a/b}]"), "factors.kl[1].label: must be 1-64 characters of A-Z a-z 0-9 . _ - (got 'a/b')"),
     (("backend: mini", "backend: torch"), "trainer.backend: must be 'verl' or 'mini' (got 'torch')"),
     (("kl: [0, 0.01]", "kl: []"), "factors.kl: must have at least 1 item(s)"),
     (("kl: [0, 0.01]", "kl: [0, {use_kl_loss: true, coef: -0.01}]"), "factors.kl[1].coef: must be > 0 (got -0.01)"),
@@ -183,3 +187,23 @@ def test_spec_reports_every_problem_at_once(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as info:
         load_spec(_write(tmp_path, text))
     assert len(str(info.value).splitlines()) == 2
+
+
+@pytest.mark.parametrize("name", ["..", "."])
+def test_run_refuses_a_sweep_name_that_is_a_path_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """`runs/..` is the working directory itself: such a name is refused before anything is written or launched."""
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    work = tmp_path / "work"
+    work.mkdir()
+    spec = _write(tmp_path, GOOD.replace("name: tiny-sweep", f"name: '{name}'"))
+    monkeypatch.chdir(work)
+    result = CliRunner().invoke(app, ["run", str(spec)])
+    assert result.exit_code == 2, result.output
+    assert f"{spec}: name: must be a plain folder name, not only dots" in result.output
+    assert "Traceback" not in result.output
+    assert list(work.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml", "work"]
