@@ -349,12 +349,11 @@ def _figures_section(names: Sequence[str]) -> list[_Block]:
 
 _METHODS = (
     "Mean best score: the mean over runs (seeds) with Student's t 95% interval. A bootstrap interval cannot be "
-    "wider than the range of 3 values and covered the 20-seed mean in only 75% of 3-seed samples "
-    "(benchmarks/results/validity.md); t's covered it in 95%.",
+    "wider than the range of 3 values and covered the mean of 20 other seeds in only 63% of 3-seed samples "
+    "(benchmarks/results/validity.md); t's covered it in 93%.",
     "Collapse rate: collapsed runs over runs that either collapsed or ran to their end, with the mid-p interval "
-    "(Clopper-Pearson's exact interval with half the probability of the observed count): Wilson's misses a true "
-    "rate near 0% or 100% whenever 1 of 3 runs differs. Runs stopped by ASHA before collapsing are left out of the "
-    "rate: they neither collapsed nor survived to the end.",
+    "(Clopper-Pearson's exact interval with half the probability of the observed count). Runs stopped by ASHA "
+    "before collapsing are left out of the rate: they neither collapsed nor survived to the end.",
     "Differences from the baseline: Welch's t interval for mean best scores; for collapse rates Newcombe's "
     "square-and-add interval built from the two mid-p intervals. With 3 runs per level only 0/3 against 3/3 can be "
     "told apart.",
