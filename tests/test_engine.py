@@ -303,6 +303,7 @@ def test_run_packs_two_gpu_trials_on_four_logical_gpus(tmp_path: Path, env: dict
         seeds: 4
         budget: {max_steps: 15, eval_every: 5, save_every: 5}
         objective: {metric: val-core/mini/reward/mean@1, mode: max}
+        pruning: {collapse: null}
         resources: {gpus: 2, cpus: 0.5}
         """,
     )
