@@ -3,7 +3,17 @@
 # The first node of the allocation is the head; every other node runs a worker. Each Ray process is a job step
 # (`srun --overlap`, so the steps share the allocation with the batch script's own work) and ends with the job.
 # After `start_ray_cluster`, RAY_ADDRESS points at the head, and `ray.init()` (ablate, verl) joins the cluster.
-# `stop_ray_cluster` stops it (SIGTERM to each Ray step: Ray shuts its processes down) and waits for it.
+# `stop_ray_cluster` stops it (SIGTERM to each Ray step: Ray shuts its processes down), waits for it, and removes
+# what it wrote on the nodes.
+#
+# The job's Ray keeps everything it writes on a node (sessions, logs, sockets, and `ray_current_cluster`, the file
+# where a plain `ray.init()` looks for a cluster to join) in a folder of its own, `RAY_TMPDIR` =
+# ${ABLATE_RAY_TMPDIR:-/tmp}/ablate-ray-<job id>, exported to every process of the job, and never in the node's
+# /tmp/ray: a Ray started on the node by anyone else is neither joined nor redirected, and once the job is gone no
+# `ray.init()` on the node tries to join its dead head. `stop_ray_cluster` removes that folder on every node (a
+# job killed before it can, by SIGKILL or a failed node, leaves the folder behind; nothing reads it). Keep the
+# folder's path short: Ray's socket paths (<folder>/ray/session_<date>_<time>_<pid>/sockets/plasma_store) must fit
+# in 107 characters, so ABLATE_RAY_TMPDIR should be at most about 30.
 #
 # Settings (environment): RAY_PORT (default: a port free on the head node, so that jobs sharing a node never
 # share a Ray cluster), ABLATE_RAY_CPUS / ABLATE_RAY_GPUS (per node; default what Slurm allocated on the node),
@@ -16,6 +26,7 @@
 # RAY_AUTH_TOKEN_PATH on a shared filesystem.
 
 ABLATE_RAY_STEPS=()
+ABLATE_RAY_DIR=""
 
 # Run on the head node: print its address and a free port. The address is the one of the interface that routes
 # off the node (a UDP connect sends nothing), as Ray picks its own: the host name may resolve to a loopback
@@ -51,7 +62,10 @@ start_ray_cluster() {
     fi
     export RAY_AUTH_MODE="${RAY_AUTH_MODE:-token}"
     export RAY_ADDRESS="${head_ip}:${port}"
+    ABLATE_RAY_DIR="${ABLATE_RAY_TMPDIR:-/tmp}/ablate-ray-${SLURM_JOB_ID}"
+    export RAY_TMPDIR="$ABLATE_RAY_DIR"
     echo "ablate: Ray head on ${head} (${RAY_ADDRESS}), ${n_nodes} node(s), ${cpus} CPU(s) and ${gpus} GPU(s) each"
+    echo "ablate: Ray temp dir ${ABLATE_RAY_DIR} on each node"
     srun --overlap --nodes=1 --ntasks=1 -w "$head" \
         "$py" -m ray.scripts.scripts start --head --node-ip-address="$head_ip" --port="$port" \
         --num-cpus="$cpus" --num-gpus="$gpus" --include-dashboard=false --block &
@@ -84,4 +98,11 @@ stop_ray_cluster() {
         done
     done
     ABLATE_RAY_STEPS=()
+    if [ -n "$ABLATE_RAY_DIR" ]; then
+        # What this job's Ray wrote, on every node (a step per node), then here (the head's, should the job be
+        # ending and refuse new steps). Only this job's folder: no other Ray's files are touched.
+        srun --overlap --nodes="${SLURM_JOB_NUM_NODES:-1}" --ntasks-per-node=1 rm -rf -- "$ABLATE_RAY_DIR" 2>/dev/null || true
+        rm -rf -- "$ABLATE_RAY_DIR" 2>/dev/null || true
+        ABLATE_RAY_DIR=""
+    fi
 }

@@ -5,13 +5,14 @@
 through `SLURM_CONF`), starts munged, slurmctld and the slurmd's, and waits until the nodes are idle.
 
 - Partition `debug` (the default): this host as one node with 8 CPUs (at least; more than a small machine has)
-  and 4 logical GPUs (plain files as device files: Slurm schedules and counts them, but sets no
-  CUDA_VISIBLE_DEVICES).
+  and 4 logical GPUs, bound as real ones: Slurm gives each job its GPUs' indices in CUDA_VISIBLE_DEVICES and
+  SLURM_JOB_GPUS (see `_gpu_device_files`).
 - Partition `multi`: two more nodes, `ablate-n1` and `ablate-n2`, each its own slurmd on this host (`slurmd -N`,
   Slurm's multiple-slurmd mode) with 2 CPUs and 2 logical GPUs, for multi-node jobs: `srun -w ablate-n2` runs a
   step under that node's slurmd, with SLURMD_NODENAME=ablate-n2.
 
-`Cluster.stop()` stops the daemons this module started.
+`Cluster.stop()` stops the daemons this module started; `Cluster.min_job_age(seconds)` changes how long slurmctld
+remembers a finished job (`MinJobAge`, 3600 s here; real clusters: 300 s by default).
 
 Run it by hand to get the same cluster in a shell: `python tests/slurm_cluster.py /tmp/slurm` prints the
 `export SLURM_CONF=...` line to use.
@@ -20,9 +21,11 @@ Run it by hand to get the same cluster in a shell: `python tests/slurm_cluster.p
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -52,12 +55,29 @@ class Cluster:
     n_gpus: int
     multi_nodes: tuple[str, ...] = ()
     multi_unavailable: str = ""
+    gpus_unbound: str = ""
+    """Why Slurm does not bind the logical GPUs (sets no CUDA_VISIBLE_DEVICES), if it does not; else empty."""
     pids: list[int] = field(default_factory=list)
 
     @property
     def env(self) -> dict[str, str]:
         """Return the environment variables that point Slurm's commands at this cluster."""
         return {"SLURM_CONF": str(self.conf)}
+
+    def min_job_age(self, seconds: int) -> None:
+        """Set `MinJobAge` (how long slurmctld keeps a finished job) and reconfigure the running daemons.
+
+        With 2 (Slurm's least useful value), a finished job is forgotten within about 10 s: slurmctld purges old jobs
+        in a periodic pass, not at MinJobAge exactly.
+        """
+        text = re.sub(r"(?m)^MinJobAge=\d+$", f"MinJobAge={seconds}", self.conf.read_text())
+        self.conf.write_text(text)
+        done = subprocess.run(["scontrol", "reconfigure"], env={**os.environ, **self.env}, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SlurmUnavailable(f"`scontrol reconfigure` failed: {done.stderr.strip()}")
+        shown = subprocess.run(["scontrol", "show", "config"], env={**os.environ, **self.env}, capture_output=True, text=True, check=False)
+        if not re.search(rf"(?m)^MinJobAge\s*=\s*{seconds} sec$", shown.stdout):
+            raise SlurmUnavailable(f"slurmctld did not take MinJobAge={seconds}")
 
     def stop(self) -> None:
         """Cancel every job and stop the daemons this cluster started."""
@@ -88,9 +108,7 @@ def start_cluster(state_dir: Path) -> Cluster:
         (state_dir / sub).mkdir(parents=True, exist_ok=True)
     node = socket.gethostname().split(".")[0]
     conf = state_dir / "slurm.conf"
-    gpu_files = [state_dir / "gpus" / f"fakegpu{i}" for i in range(N_GPUS)]
-    for path in gpu_files:
-        path.touch()
+    gpu_files, gpus_unbound = _gpu_device_files(state_dir / "gpus" / node, N_GPUS)
     cpus = max(N_CPUS, os.cpu_count() or 1)
     memory_mb = int(_total_memory_mb() * 0.9)
     conf.write_text(
@@ -139,13 +157,11 @@ def start_cluster(state_dir: Path) -> Cluster:
     for name in (node, *MULTI_NODES):
         (state_dir / "spool" / name).mkdir(exist_ok=True)
     for name in MULTI_NODES:
-        files = [state_dir / "gpus" / f"{name}-gpu{i}" for i in range(MULTI_GPUS)]
-        for path in files:
-            path.touch()
+        files, _ = _gpu_device_files(state_dir / "gpus" / name, MULTI_GPUS)
         gres.append(f"NodeName={name} Name=gpu File={','.join(str(p) for p in files)}")
     (state_dir / "gres.conf").write_text("AutoDetect=off\n" + "\n".join(gres) + "\n")
     env = {**os.environ, "SLURM_CONF": str(conf)}
-    cluster = Cluster(conf=conf, node=node, n_gpus=N_GPUS, multi_nodes=tuple(MULTI_NODES))
+    cluster = Cluster(conf=conf, node=node, n_gpus=N_GPUS, multi_nodes=tuple(MULTI_NODES), gpus_unbound=gpus_unbound)
     _start_munge()
     try:
         cluster.pids.append(_daemon(["slurmctld", "-D", "-i", "-f", str(conf)], state_dir / "log" / "slurmctld.out", env))
@@ -163,6 +179,36 @@ def start_cluster(state_dir: Path) -> Cluster:
         # The `debug` partition works; only the multi-node tests need these nodes, and they skip with the reason.
         cluster.multi_nodes, cluster.multi_unavailable = (), str(exc)
     return cluster
+
+
+def _gpu_device_files(folder: Path, count: int) -> tuple[list[Path], str]:
+    """Make `count` logical GPU device files `folder/nvidia0`... and return them, with why Slurm will not bind
+    them ("" when it will).
+
+    Slurm (22.05's gres/gpu) binds a GPU only if its gres.conf `File=` is a character or block device: a plain file
+    is still scheduled and counted, but dropped from the node's device list ("... is not a valid character or
+    block device" in slurmd's log), so a job gets no CUDA_VISIBLE_DEVICES or SLURM_JOB_GPUS. The index Slurm puts
+    in those variables is the number in the file's name (`nvidia2` -> 2); with TaskPlugin=task/none (no device
+    cgroup) it is that global index, not one renumbered from 0 per job. So each logical GPU is a character device
+    node (mknod, as root) with /dev/null's numbers, under the test's own folder: nothing opens it, and a real
+    /dev/nvidia* is never touched. Where mknod is refused (a container without CAP_MKNOD), plain files keep the
+    scheduling tests working, and the reason is returned for the binding test to report.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    null = os.stat("/dev/null").st_rdev
+    files, unbound = [], ""
+    for i in range(count):
+        path = folder / f"nvidia{i}"
+        path.unlink(missing_ok=True)
+        if not unbound:
+            try:
+                os.mknod(path, 0o600 | stat.S_IFCHR, null)
+            except OSError as exc:
+                unbound = f"cannot make a character device for a logical GPU ({path}): {exc}"
+        if unbound:
+            path.touch()
+        files.append(path)
+    return files, unbound
 
 
 def _install() -> None:

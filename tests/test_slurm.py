@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -46,6 +47,31 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         pytest.skip(f"no Slurm here: {exc}")
     yield started
     started.stop()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_ray_address_left_behind() -> Iterator[None]:
+    """The Slurm tests as a whole leave no Ray address file (`ray_current_cluster`) pointing at a job's dead Ray
+    head: a plain `ray.init()` on this machine would try to join it and fail. Should one appear, it is removed (the
+    machine is left as found) and reported."""
+    before = _ray_addresses()
+    yield
+    stale = {}
+    for path, address in _ray_addresses().items():
+        if address and address != before[path] and not _listening(address):
+            stale[str(path)] = address
+            path.unlink(missing_ok=True)
+    assert not stale, f"the Slurm tests left Ray address files pointing at dead Ray heads: {stale}"
+
+
+@pytest.fixture
+def forgetful(cluster: Cluster) -> Iterator[Cluster]:
+    """The cluster with MinJobAge=2 for one test: slurmctld forgets a finished job within about 10 s."""
+    cluster.min_job_age(2)
+    try:
+        yield cluster
+    finally:
+        cluster.min_job_age(3600)
 
 
 @pytest.fixture(scope="module")
@@ -249,8 +275,13 @@ def test_an_optuna_search_runs_its_samples_as_slurm_jobs(tmp_path: Path, env: di
     assert len(json.loads(report.stdout)["search"]) == 3
 
 
-def test_gpu_jobs_wait_in_slurms_queue_for_free_gpus(tmp_path: Path, env: dict[str, str], cluster: Cluster) -> None:
-    """3 trials of 2 GPUs on 4 logical GPUs: all three are submitted, Slurm runs two at a time.
+def test_gpu_jobs_wait_in_slurms_queue_for_free_gpus_and_each_trainer_sees_its_jobs_gpus(
+    tmp_path: Path, env: dict[str, str], cluster: Cluster
+) -> None:
+    """3 trials of 2 GPUs on 4 logical GPUs: all three are submitted, Slurm runs two at a time, and each trainer
+    process (the miniature trainer, started by its trial's batch script) has in CUDA_VISIBLE_DEVICES exactly the
+    GPUs Slurm's record of its job gives (`scontrol show job -d`: GRES=gpu:2(IDX:...)), as SLURM_JOB_GPUS says;
+    two jobs running at once have disjoint GPUs.
 
     Each job trains long enough (1000 steps, tens of seconds) to outlast the few seconds Tune may take to start the
     third trial's proxy on a loaded machine, so that all three are in Slurm's queue at once."""
@@ -267,11 +298,18 @@ def test_gpu_jobs_wait_in_slurms_queue_for_free_gpus(tmp_path: Path, env: dict[s
         """,
     )
     out = tmp_path / "out"
-    result = run_ablate(["run", str(spec), "--out", str(out)], env)
-    assert result.returncode == 0, result.stderr[-3000:]
+    with (tmp_path / "driver.log").open("w") as log:
+        driver = subprocess.Popen([*ABLATE, "run", str(spec), "--out", str(out)], env=env, stdout=log, stderr=log, text=True)
+        try:
+            seen, together = _watch_trainer_gpus(out, driver)
+            driver.wait(timeout=60)
+        finally:
+            driver.kill()
+    assert driver.returncode == 0, (tmp_path / "driver.log").read_text()[-3000:]
     store, trials = _store_trials(out)
     assert {t.status for t in trials.values()} == {"completed"}
-    jobs = [_job(_job_ids(store, t.id)[0]) for t in trials.values()]
+    job_ids = [_job_ids(store, t.id)[0] for t in trials.values()]
+    jobs = [_job(job_id) for job_id in job_ids]
     assert all(job["TresPerNode"] == "gres:gpu:2" for job in jobs)
     spans = [(_time(job["StartTime"]), _time(job["EndTime"])) for job in jobs]
     submits = [_time(job["SubmitTime"]) for job in jobs]
@@ -284,6 +322,46 @@ def test_gpu_jobs_wait_in_slurms_queue_for_free_gpus(tmp_path: Path, env: dict[s
     # The waiting job was shown queued with Slurm's reason.
     reasons = [e.data["reason"] for t in trials.values() for e in store.list_events(t.id, kind="queued")]
     assert any(r in _WAITING_FOR_GPUS for r in reasons), reasons
+    if cluster.gpus_unbound:
+        pytest.skip(f"Slurm cannot bind the logical GPUs here: {cluster.gpus_unbound}")
+    # Each trainer saw exactly its job's GPUs, by their indices on the node (no device cgroup here, so they are not
+    # renumbered from 0 per job).
+    assert sorted(seen) == sorted(job_ids), seen
+    for job_id, saw in seen.items():
+        indices = saw["IDX"]
+        assert isinstance(indices, list) and len(indices) == 2, (job_id, saw)
+        assert saw["CUDA_VISIBLE_DEVICES"] == saw["SLURM_JOB_GPUS"] == ",".join(map(str, indices)), (job_id, saw)
+    # Jobs that ran at once had different GPUs.
+    assert together, "no two trial jobs were seen running at once"
+    for pair in together:
+        first, second = (set(seen[job_id]["IDX"]) for job_id in pair)  # type: ignore[arg-type]
+        assert not first & second and first | second <= set(range(cluster.n_gpus)), seen
+
+
+def _watch_trainer_gpus(out: Path, driver: subprocess.Popen[str]) -> tuple[dict[str, dict[str, object]], set[frozenset[str]]]:
+    """Watch a running sweep's trainer processes until the driver exits: return, per Slurm job, what its trainer
+    saw (CUDA_VISIBLE_DEVICES, SLURM_JOB_GPUS) and the GPU indices Slurm allocated to the job (IDX), and the pairs
+    of jobs whose trainers were seen running at once."""
+    seen: dict[str, dict[str, object]] = {}
+    together: set[frozenset[str]] = set()
+    deadline = time.monotonic() + 420
+    while driver.poll() is None and time.monotonic() < deadline:
+        running = set()
+        for proc in trainers(out):
+            job_id = _environ(proc).get("SLURM_JOB_ID", "")
+            if not job_id:
+                continue
+            running.add(job_id)
+            if job_id not in seen:
+                environ = _environ(proc)
+                seen[job_id] = {
+                    "CUDA_VISIBLE_DEVICES": environ.get("CUDA_VISIBLE_DEVICES"),
+                    "SLURM_JOB_GPUS": environ.get("SLURM_JOB_GPUS"),
+                    "IDX": _job_gpu_indices(job_id),
+                }
+        together |= {frozenset((a, b)) for a in running for b in running if a < b}
+        time.sleep(0.5)
+    return seen, together
 
 
 def test_a_partition_slurm_does_not_have_is_refused_before_anything_starts(tmp_path: Path, env: dict[str, str]) -> None:
@@ -366,6 +444,50 @@ def test_a_job_exit_code_and_stderr_are_kept_and_a_stop_cancels_a_queued_job(tmp
     assert job_state(second, stopped=True).status is Status.CANCELLED
 
 
+def test_a_job_slurm_has_forgotten_ends_as_its_exit_file_says(tmp_path: Path, forgetful: Cluster) -> None:
+    """Slurm forgets a finished job MinJobAge after it ends (2 s here, 300 s by default), and a driver may poll
+    later than that (suspended, overloaded). Five jobs end while the launcher is not looking, and are looked at only
+    once `scontrol` no longer knows them: each ends as its batch script's exit file says. One succeeded, one failed
+    (3), one was cancelled from outside (INTERRUPTED: resubmitted, as Slurm's CANCELLED would be; not FAILED), and
+    two were killed (SIGKILL to the batch shell and the trainer: no exit file): once the grace for a late exit file
+    is over, one is INTERRUPTED and the other, stopped by ablate, CANCELLED; neither is followed forever."""
+    launcher = SlurmLauncher(SlurmOptions(time="00:05:00"), state_poll_s=0.5, lost_grace_s=3)
+    python = sys.executable
+    commands = {
+        "succeeded": (python, "-c", "pass"),
+        "failed": (python, "-c", "import sys; sys.exit(3)"),
+        "cancelled": ("sleep", "300"),
+        "killed": ("sleep", "300"),
+        "stopped": ("sleep", "300"),
+    }
+    jobs = {name: launcher.start(Command(argv), tmp_path / name) for name, argv in commands.items()}
+    deadline = time.monotonic() + 120
+    while any(_job(jobs[name])["JobState"] != "RUNNING" for name in ("cancelled", "killed", "stopped")):
+        assert time.monotonic() < deadline, {name: _job(job)["JobState"] for name, job in jobs.items()}
+        time.sleep(0.5)
+    subprocess.run(["scancel", jobs["cancelled"]], check=True)
+    for name in ("killed", "stopped"):
+        # The batch shell first, so that it writes no exit file, then the trainer it started.
+        shell, trainer = _job_processes(jobs[name])
+        shell.kill()
+        trainer.kill()
+    while any(_known(job) for job in jobs.values()):
+        assert time.monotonic() < deadline + 60, "Slurm did not forget the jobs within 3 min"
+        time.sleep(1)
+    assert not (tmp_path / "killed" / "attempt-0.exit").exists()
+    states = {name: launcher.wait(jobs[name], timeout_s=60) for name in ("succeeded", "failed", "cancelled")}
+    assert (states["succeeded"].status, states["succeeded"].exit_code) == (Status.SUCCEEDED, 0)
+    assert (states["failed"].status, states["failed"].exit_code) == (Status.FAILED, 3)
+    assert (states["cancelled"].status, states["cancelled"].exit_code) == (Status.INTERRUPTED, 143), states["cancelled"]
+    assert "SIGTERM" in states["cancelled"].raw
+    started = time.monotonic()
+    killed = launcher.wait(jobs["killed"], timeout_s=60)
+    assert killed.status is Status.INTERRUPTED and "without writing its exit file" in killed.raw, killed
+    assert time.monotonic() - started >= 2.5  # the grace for a late exit file was given
+    launcher.stop(jobs["stopped"], grace_s=10)
+    assert launcher.poll(jobs["stopped"]).status is Status.CANCELLED
+
+
 def test_a_multi_node_trial_script_starts_ray_over_the_allocation(tmp_path: Path) -> None:
     launcher = SlurmLauncher(SlurmOptions(time="01:00:00", nodes=2, gpus_per_node=8, partition="gpu", account="rl"))
     script = launcher.render(Command(("python", "-m", "verl.trainer.main_ppo", "trainer.nnodes=2")), tmp_path)
@@ -397,7 +519,8 @@ def test_a_multi_node_trial_job_runs_its_trainer_on_a_ray_cluster_over_its_nodes
     (probe,) = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     # The trainer ran on the head; the Ray cluster had both nodes, each with the GPU Slurm gave it.
     assert probe == {"trainer_on": "ablate-n1", "ray_nodes": ["ablate-n1", "ablate-n2"], "gpus": 2.0}
-    assert _ray_processes(_ray_port(stdout)) == []
+    # The job's Ray is gone, and left the nodes as it found them: no `ray.init()` here tries to join its dead head.
+    _assert_ray_left_nothing(stdout)
 
 
 def test_a_two_node_verl_trial_joins_the_ray_cluster_its_job_started(tmp_path: Path, env: dict[str, str], cluster: Cluster) -> None:
@@ -444,7 +567,7 @@ def test_a_two_node_verl_trial_joins_the_ray_cluster_its_job_started(tmp_path: P
     assert "all 2 node(s) joined the Ray cluster" in stdout
     assert re.search(rf"Connecting to existing Ray cluster at address: \S+:{port}\b", stderr), stderr[-3000:]
     assert "Started a local Ray instance" not in stderr
-    assert _ray_processes(port) == []
+    _assert_ray_left_nothing(stdout)
 
 
 def test_driver_sbatch_runs_the_demo_sweep_inside_one_allocation(tmp_path: Path, env: dict[str, str], cluster: Cluster) -> None:
@@ -474,8 +597,8 @@ def test_driver_sbatch_runs_the_demo_sweep_inside_one_allocation(tmp_path: Path,
     assert all("best" in store.get_checkpoints(t.id) for t in trials.values())
     nodes = {e.data["node"] for t in trials.values() for e in store.list_events(t.id, kind="started")}
     assert nodes == {"ablate-n1", "ablate-n2"}
-    # The job's Ray cluster stopped with it.
-    assert _ray_processes(_ray_port(log)) == []
+    # The job's Ray cluster stopped with it, and left nothing behind.
+    _assert_ray_left_nothing(log)
 
 
 # Stands in for a multi-node trainer: joins the job's Ray cluster and runs a task on each of its nodes.
@@ -505,6 +628,69 @@ def _ray_port(log: str) -> str:
 def _ray_processes(port: str) -> list[int]:
     """Return the processes of the Ray cluster on `port` still alive."""
     return [p.pid for p in psutil.process_iter(["cmdline"]) if re.search(rf"[:=]{port}\b", " ".join(p.info.get("cmdline") or []))]
+
+
+def _assert_ray_left_nothing(log: str) -> None:
+    """Check that the Ray cluster a job's log announces is gone and left nothing on the node: no process, its own
+    temp folder (not /tmp/ray) removed, no Ray address file pointing at its head."""
+    port = _ray_port(log)
+    assert _ray_processes(port) == []
+    addresses = _ray_addresses()
+    assert not any(address and address.endswith(f":{port}") for address in addresses.values()), addresses
+    (folder,) = re.findall(r"ablate: Ray temp dir (\S+) on each node", log)
+    assert not Path(folder).exists() and not Path(folder).is_relative_to("/tmp/ray"), folder
+
+
+def _ray_addresses() -> dict[Path, str | None]:
+    """Return the Ray address files where a plain `ray.init()` here looks for a cluster to join, with their
+    contents (None: no file): /tmp/ray's, and the one Ray's temp-dir rule gives in this environment."""
+    base = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
+    files = {Path("/tmp/ray/ray_current_cluster"), Path(base) / "ray" / "ray_current_cluster"}
+    return {path: path.read_text().strip() if path.exists() else None for path in sorted(files)}
+
+
+def _listening(address: str) -> bool:
+    """Return True if something accepts connections at `host:port`."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _job_gpu_indices(job_id: str) -> list[int] | None:
+    """Return the indices of the GPUs Slurm allocated to a running job (`scontrol show job -d`: IDX:0-1,3)."""
+    text = subprocess.run(["scontrol", "show", "job", "-d", job_id], capture_output=True, text=True, check=False).stdout
+    found = re.search(r"GRES=gpu(?::\w+)?:\d+\(IDX:([\d,-]+)\)", text)
+    if found is None:
+        return None
+    indices = []
+    for part in found.group(1).split(","):
+        low, _, high = part.partition("-")
+        indices.extend(range(int(low), int(high or low) + 1))
+    return indices
+
+
+def _job_processes(job_id: str) -> tuple[psutil.Process, psutil.Process]:
+    """Return a running single-trainer job's batch shell and the trainer it started."""
+    procs = [p for p in psutil.process_iter(["cmdline"]) if _environ(p).get("SLURM_JOB_ID") == job_id]
+    (shell,) = [p for p in procs if (p.info["cmdline"] or [""])[-1].endswith("/slurm_script")]
+    (trainer,) = [p for p in procs if p.pid != shell.pid and p.ppid() == shell.pid]
+    return shell, trainer
+
+
+def _environ(proc: psutil.Process) -> dict[str, str]:
+    try:
+        return proc.environ()
+    except psutil.Error:
+        return {}
+
+
+def _known(job_id: str) -> bool:
+    """Return True while slurmctld still knows the job (`scontrol show job` does not say "Invalid job id")."""
+    done = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, check=False)
+    return "Invalid job id" not in done.stderr
 
 
 def _time(text: str) -> float:

@@ -4,8 +4,16 @@ The launcher writes the attempt's batch script into the trial's directory (`atte
 can be rerun by hand), submits it with `sbatch --parsable`, follows the job with `scontrol show job` (squeue's
 source; no accounting needed), and stops it with `scancel`. The job's output goes to `attempt-N.stdout.log` and
 `attempt-N.stderr.log` in the trial's directory, on the filesystem the cluster shares, where the engine also tails
-the trainer's metrics file. The batch script writes the trainer's exit code to `attempt-N.exit` as it ends: the
-job's end is noticed without waiting for the next state query, and known after Slurm has forgotten the job.
+the trainer's metrics file. The batch script writes the trainer's exit code to `attempt-N.exit` as it ends (and
+the signal, if Slurm signalled the job: `143 TERM`): the job's end is noticed without waiting for the next state
+query, and known after Slurm has forgotten the job.
+
+Slurm forgets a finished job `MinJobAge` after it ends (300 s by default; there is no accounting to ask instead),
+so a driver that polls late (suspended, overloaded) finds no job at all. Its outcome then comes from the exit file:
+0 succeeded, a signal is a cancellation (by ablate: CANCELLED; else INTERRUPTED, as Slurm's CANCELLED, TIMEOUT or
+PREEMPTED would be), any other code failed. A job that left no exit file was killed before its script could write
+one (SIGKILL, an OOM kill of the batch shell, a failed node): INTERRUPTED, once the file has still not appeared
+`lost_grace_s` later (a shared filesystem may show it late).
 
 Nothing from a spec reaches a script unchecked: the spec validates partitions, accounts, qos, constraints, times
 and extra options (`--key=value`, a safe character set, no directive ablate sets itself), the launcher refuses a
@@ -126,6 +134,7 @@ class _Job:
     state: JobState = field(default_factory=lambda: JobState(Status.PENDING, "submitted"))
     queried: float = 0.0
     final: bool = False
+    lost_since: float | None = None
 
 
 class SlurmLauncher:
@@ -137,6 +146,8 @@ class SlurmLauncher:
         state_poll_s: The least time between two `scontrol` queries of one job (a queue is not to be hammered);
             the end of a job is seen sooner, through its exit file.
         grace_s: How long `stop` waits for a cancelled job to leave the queue before giving up on it.
+        lost_grace_s: How long a job Slurm has forgotten may go without an exit file appearing before it counts as
+            killed (INTERRUPTED).
     """
 
     def __init__(
@@ -146,11 +157,13 @@ class SlurmLauncher:
         templates: Path | None = None,
         state_poll_s: float = 5.0,
         grace_s: float = 60.0,
+        lost_grace_s: float = 30.0,
     ) -> None:
         self._options = options
         self._templates = templates or slurm_templates_dir()
         self._state_poll_s = state_poll_s
         self._grace_s = grace_s
+        self._lost_grace_s = lost_grace_s
         self._jobs: dict[str, _Job] = {}
 
     # ---- the launcher protocol ---------------------------------------------------------------------------------
@@ -201,11 +214,18 @@ class SlurmLauncher:
         if job.final:
             return job.state
         now = time.monotonic()
-        # Once the script has written its exit file the job is ending: ask every second, not every `state_poll_s`.
-        every = min(1.0, self._state_poll_s) if job.exit_path.exists() else self._state_poll_s
+        # Once the script has written its exit file the job is ending (or Slurm has forgotten it and the file is
+        # awaited): ask every second, not every `state_poll_s`.
+        ending = job.exit_path.exists() or job.lost_since is not None
+        every = min(1.0, self._state_poll_s) if ending else self._state_poll_s
         if now - job.queried >= every:
             job.queried = now
-            job.state = job_state(handle, exit_path=job.exit_path, stopped=job.stopped)
+            state = job_state(handle, exit_path=job.exit_path, stopped=job.stopped)
+            if state.raw == _LOST and not job.stopped:
+                job.lost_since = now if job.lost_since is None else job.lost_since
+                if now - job.lost_since < self._lost_grace_s:
+                    return job.state  # the last state seen, until the exit file appears or the grace is over
+            job.state = state
             job.final = job.state.status.done
         return job.state
 
@@ -301,7 +321,11 @@ class SlurmLauncher:
 
 
 def job_state(job_id: str, *, exit_path: Path | None = None, stopped: bool = False) -> JobState:
-    """Return a job's state from `scontrol show job` (then the exit file, once Slurm has forgotten the job).
+    """Return a job's state from `scontrol show job`, or from its exit file once Slurm has forgotten the job.
+
+    `stopped`: ablate cancelled the job (a cancellation is then CANCELLED, not INTERRUPTED). A job Slurm has
+    forgotten without an exit file is CANCELLED if stopped, else INTERRUPTED with the raw text `_LOST` (the
+    launcher waits `lost_grace_s` for the file first); without `exit_path` it is UNKNOWN.
 
     Never raises: a failing query gives UNKNOWN with the reason.
     """
@@ -309,14 +333,44 @@ def job_state(job_id: str, *, exit_path: Path | None = None, stopped: bool = Fal
     if done.returncode == 0 and "JobState=" in done.stdout:
         fields = dict(re.findall(r"(\w+)=(\S*)", done.stdout))
         return _map_state(fields.get("JobState", ""), fields.get("Reason", ""), fields.get("ExitCode", ""), stopped)
-    if exit_path is not None and exit_path.exists():
-        code = _int(exit_path.read_text().strip())
-        if code == 0:
-            return JobState(Status.SUCCEEDED, "COMPLETED (Slurm has forgotten the job; exit file says 0)", 0)
-        return JobState(Status.FAILED, f"FAILED with exit code {code} (from the exit file)", code)
+    from_file = None if exit_path is None else exit_file_state(exit_path, stopped=stopped)
+    if from_file is not None:
+        return from_file
     reason = (done.stderr or done.stdout).strip() or f"scontrol exited with {done.returncode}"
+    if exit_path is not None and "Invalid job id" in reason:
+        if stopped:
+            return JobState(Status.CANCELLED, "CANCELLED by ablate (Slurm has forgotten the job)")
+        return JobState(Status.INTERRUPTED, _LOST)
     _LOG.warning("cannot read the state of Slurm job %s: %s", job_id, reason)
     return JobState(Status.UNKNOWN, f"state unknown: {reason}")
+
+
+# The raw state of a job that Slurm has forgotten and that left no exit file.
+_LOST = "ended without writing its exit file (killed, or its node failed), and Slurm has forgotten the job"
+
+
+def exit_file_state(path: Path, *, stopped: bool = False) -> JobState | None:
+    """Return how a job ended from the exit file its batch script wrote, or None if there is none (yet).
+
+    The file holds the trainer's exit code, then the signal if Slurm signalled the batch script (`143 TERM`:
+    scancel, the time limit, a preemption). A signalled job was cancelled: CANCELLED if ablate stopped it, else
+    INTERRUPTED, as Slurm's own CANCELLED, TIMEOUT and PREEMPTED are.
+    """
+    try:
+        words = path.read_text().split()
+    except OSError:
+        return None
+    if not words:
+        return None
+    code = _int(words[0])
+    note = "Slurm has forgotten the job; from its exit file"
+    if len(words) > 1:
+        if stopped:
+            return JobState(Status.CANCELLED, f"CANCELLED by ablate ({note})", code)
+        return JobState(Status.INTERRUPTED, f"ended by SIG{words[1]}: cancelled outside ablate, time limit or preemption ({note})", code)
+    if code == 0:
+        return JobState(Status.SUCCEEDED, f"COMPLETED ({note})", 0)
+    return JobState(Status.FAILED, f"FAILED with exit code {code} ({note})", code)
 
 
 def _map_state(slurm_state: str, reason: str, exit_code: str, stopped: bool) -> JobState:
