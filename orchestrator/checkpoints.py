@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["BEST_DIR", "BEST_FILE", "TRACKER_FILE", "CheckpointKeeper", "SweepResult", "read_latest_step"]
+__all__ = ["BEST_DIR", "BEST_FILE", "TRACKER_FILE", "CheckpointKeeper", "KeptCheckpoints", "read_latest_step"]
 
 TRACKER_FILE = "latest_checkpointed_iteration.txt"
 BEST_DIR = "best"
@@ -52,7 +52,7 @@ _STEP_DIR = re.compile(r"^global_step_(\d+)$")
 
 
 @dataclass(frozen=True)
-class SweepResult:
+class KeptCheckpoints:
     """What the checkpoints look like after a `sweep()`, and what it changed.
 
     Attributes:
@@ -151,7 +151,7 @@ class CheckpointKeeper:
         if score is not None:
             self._scores[step] = float(score)
 
-    def sweep(self) -> SweepResult:
+    def sweep(self) -> KeptCheckpoints:
         """Put the best complete checkpoint into `best/` and delete the folders no longer needed.
 
         Returns:
@@ -169,7 +169,7 @@ class CheckpointKeeper:
             self._put_best(target, folders[target])
             kept = target
         deleted = self._delete_unneeded(folders, latest)
-        return SweepResult(
+        return KeptCheckpoints(
             best_step=self._kept,
             best_score=None if self._kept is None else self._scores.get(self._kept),
             best_path=None if self._kept is None else self.best_dir / f"global_step_{self._kept}",

@@ -19,6 +19,7 @@ __all__ = [
     "merge_points",
     "merge_records",
     "metric_names",
+    "resolve_objective",
     "series",
 ]
 
@@ -151,3 +152,22 @@ def merge_points(points: Iterable[Point]) -> list[Point]:
 
 def _has_training_metrics(metrics: Mapping[str, float]) -> bool:
     return any(not is_validation_metric(name) for name in metrics)
+
+
+def resolve_objective(metric: str, points: Iterable[Point]) -> tuple[str | None, int | None]:
+    """Return the metric a run is judged by, and the index of the point that fixed it.
+
+    This is the one resolution of the spec's `objective.metric` used by the live trial, resume, replay and reports.
+    A named metric is fixed from the first point. `auto`: the default objective (`default_objective`) of the
+    first point that logs a validation metric; None while no point has.
+
+    Args:
+        metric: The spec's `objective.metric` (a metric name, or `auto`).
+        points: The run's points in increasing step order.
+    """
+    if metric != "auto":
+        return metric, 0
+    for index, point in enumerate(points):
+        if any(is_validation_metric(key) for key in point.metrics):
+            return default_objective(point.metrics), index
+    return None, None

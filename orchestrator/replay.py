@@ -3,9 +3,10 @@
 `ablate replay` answers the question users ask after a sweep: what would these pruning settings have saved, and
 what would they have cost? Each recorded trial is fed to the pruning point by point:
 
-- The collapse rules (`pruning.collapse`) are the same rule objects the live engine builds (`build_rules`), judged
-  by `first_verdict` on the same history prefixes. The engine judges after each batch of new points; a rule
-  returns its earliest firing step, so judging after every point gives the same first verdict (tested).
+- The collapse rules (`pruning.collapse`), the objective and the signal reported to the scheduler come from the
+  live trial's own judge (`orchestrator.judge.TrialJudge`), fed one point at a time. The live trial feeds it the
+  batches of points it reads; a rule returns its earliest firing step, and the judge reports only the evals before
+  the point at which a verdict first fires, so both give the same verdict and reports (tested).
 - ASHA (`pruning.asha`) is replayed across trials in the recorded arrival order with a given (or the recorded)
   concurrency, on the same signal the engine reports (best so far or EMA of the objective, at eval steps), with
   `AshaBrackets`, our re-implementation of Ray Tune's `AsyncHyperBandScheduler` rung logic, or, for
@@ -26,18 +27,19 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.collapse import CollapseConfig, Verdict, build_rules, collapse_walk, first_verdict
+from orchestrator.collapse import CollapseConfig, Verdict, build_rules, first_verdict
 from orchestrator.errors import AblateError
-from orchestrator.history import Point, default_objective, is_validation_metric
+from orchestrator.history import Point
+from orchestrator.judge import TrialJudge
 from orchestrator.pruners import SeedMeanHalving
 from orchestrator.spec import SweepSpec
+from orchestrator.store import StopReason
 
 __all__ = [
     "AshaBrackets",
     "RecordedTrial",
     "ReplayResult",
     "TrialReplay",
-    "collapse_walk",
     "load_logs",
     "load_sweep",
     "replay",
@@ -82,13 +84,11 @@ def load_sweep(sweep_dir: Path) -> tuple[list[RecordedTrial], int | None]:
     Raises:
         AblateError: If the directory has no sweep store or the store holds no sweep.
     """
-    from orchestrator.engine import DB_NAME
     from orchestrator.errors import StoreError
     from orchestrator.store import SQLiteStore
+    from orchestrator.sweepdir import SweepDir
 
-    db = Path(sweep_dir) / DB_NAME
-    if not db.is_file():
-        raise AblateError(f"{sweep_dir}: not a sweep directory (no {DB_NAME})")
+    db = SweepDir(sweep_dir).require().db
     try:
         store = SQLiteStore(db)
     except StoreError as exc:
@@ -170,20 +170,6 @@ def load_logs(paths: Iterable[Path]) -> list[RecordedTrial]:
 
 
 # ------------------------------------------------------------------------------------------- collapse rules
-
-
-def resolve_objective(spec: SweepSpec, points: Sequence[Point]) -> tuple[str | None, int | None]:
-    """Return the objective the live engine would judge `points` by, and the index of the point that fixed it.
-
-    A named objective is fixed from the first point. `auto`, like `TrialRun._resolve_objective`: the default
-    objective of the first point that logs a validation metric (None if no point does).
-    """
-    if spec.objective.metric != "auto":
-        return spec.objective.metric, 0
-    for index, point in enumerate(points):
-        if any(is_validation_metric(key) for key in point.metrics):
-            return default_objective(point.metrics), index
-    return None, None
 
 
 # ---------------------------------------------------------------------------------------------------- ASHA
@@ -299,18 +285,6 @@ class _SeedMeanReplay:
     def on_complete(self, trial: str, step: int | None, signal: float | None) -> None:
         """Record that a trial ended (with or without a signal)."""
         self._halving.on_complete(trial, signal)
-
-
-class _Signal:
-    """The objective as the engine reports it to ASHA (`orchestrator.engine._Signal`): best so far or EMA."""
-
-    def __init__(self, kind: str, mode: str, alpha: float) -> None:
-        from orchestrator.engine import _Signal as EngineSignal
-
-        self._inner = EngineSignal(kind, mode, alpha)
-
-    def update(self, score: float) -> float | None:
-        return self._inner.update(score)
 
 
 # ---------------------------------------------------------------------------------------------------- replay
@@ -441,25 +415,11 @@ def replay(
     healthy: dict[int, bool] = {}
     for index, trial in enumerate(trials):
         points = trial.points
-        objective, start = resolve_objective(spec, points)
-        verdict: Verdict | None = None
-        stop_index = len(points) - 1
-        if objective is not None and collapse is not None:
-            found = collapse_walk(build_rules(collapse, objective, mode), points, start or 0)
-            if found is not None:
-                verdict, stop_index = found
+        verdict, reports, objective = _judge_as_live(spec, points)
         # Healthy at the end: no collapse rule (the spec's, or the defaults) fires on the whole recorded history.
         healthy[index] = objective is None or first_verdict(build_rules(judge, objective, mode), points) is None
-        reports: list[tuple[int, float | None]] = []
-        if asha is not None and objective is not None:
-            signal = _Signal(asha.signal, mode, asha.ema_alpha)
-            # The engine reports eval points only while no verdict fires: those before the verdict's point.
-            for point in points[:stop_index] if verdict is not None else points:
-                score = point.get(objective)
-                if score is not None:
-                    reports.append((point.step, signal.update(score)))
         end_step = verdict.step if verdict is not None else (points[-1].step if points else None)
-        plans.append(_Plan(index, trial, objective, verdict, end_step, reports))
+        plans.append(_Plan(index, trial, objective, verdict, end_step, reports if asha is not None else []))
     asha_stops = _replay_asha(spec, plans, concurrency, seed) if asha is not None else {}
     out = [_trial_replay(spec, plan, asha_stops.get(plan.index), healthy[plan.index]) for plan in plans]
     best, best_score = _best_config(out, mode, pruned=True)
@@ -478,6 +438,30 @@ def replay(
         lost=lost,
         mismatches=sum(1 for t in out if t.live_match is False) if has_live else None,
     )
+
+
+def _judge_as_live(spec: SweepSpec, points: Sequence[Point]) -> tuple[Verdict | None, list[tuple[int, float | None]], str | None]:
+    """Judge a recorded history with the live trial's judge, one point at a time.
+
+    Returns:
+        The collapse verdict (None if no rule fires), the (step, signal) reports the scheduler would have been given
+        (those before the point at which the verdict fires), and the objective.
+    """
+    asha = spec.pruning.asha
+    judge = TrialJudge(
+        spec.objective.metric,
+        spec.objective.mode,
+        spec.pruning.collapse,
+        signal=asha.signal if asha is not None else "best",
+        ema_alpha=asha.ema_alpha if asha is not None else 0.5,
+    )
+    reports: list[tuple[int, float | None]] = []
+    for point in points:
+        judgement = judge.take([point])
+        reports += [(report.step, report.signal) for report in judgement.reports]
+        if judgement.verdict is not None:
+            return judgement.verdict, reports, judge.objective
+    return None, reports, judge.objective
 
 
 def _replay_asha(
@@ -545,7 +529,7 @@ def _trial_replay(spec: SweepSpec, plan: _Plan, asha_stop: tuple[int, dict[str, 
     if asha_stop is not None:
         stop_step, reason, evidence = asha_stop[0], "asha", dict(asha_stop[1])
     elif verdict is not None:
-        stop_step, reason = verdict.step, f"collapse:{verdict.rule}"
+        stop_step, reason = verdict.step, StopReason.collapse(verdict.rule)
         evidence = {"reason": verdict.reason, **dict(verdict.evidence)}
     else:
         stop_step, reason, evidence = plan.end_step, "completed", {}
@@ -581,9 +565,9 @@ def _matches_live(trial: RecordedTrial, verdict: Verdict | None) -> bool:
     A live run stopped otherwise (ASHA, a failure) at step s matches a replayed collapse only after s: its
     recorded history ends near s, so the live rules never saw that far.
     """
-    live = trial.live_reason or ""
-    if live.startswith("collapse:"):
-        return verdict is not None and live == f"collapse:{verdict.rule}" and trial.live_step == verdict.step
+    live = StopReason.parse(trial.live_reason)
+    if live is not None and live.is_collapse:
+        return verdict is not None and live.rule == verdict.rule and trial.live_step == verdict.step
     if verdict is None:
         return True
     return live != "completed" and trial.live_step is not None and verdict.step > trial.live_step

@@ -23,7 +23,8 @@ from typer.testing import CliRunner
 from orchestrator.cli import app
 from orchestrator.collapse import build_rules, first_verdict
 from orchestrator.history import Point
-from orchestrator.replay import AshaBrackets, RecordedTrial, collapse_walk, replay
+from orchestrator.collapse import collapse_walk
+from orchestrator.replay import AshaBrackets, RecordedTrial, replay
 from orchestrator.spec import SweepSpec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]

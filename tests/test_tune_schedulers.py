@@ -14,7 +14,7 @@ from ray.tune.experiment import Trial as TuneTrial
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
 from orchestrator.design import Trial
-from orchestrator.engine import SIGNAL, SweepSettings, _RecordedSignals
+from orchestrator.engine import SIGNAL, RecordedSignals as _RecordedSignals, SweepSettings
 from orchestrator.history import Point
 from orchestrator.store import SQLiteStore
 from orchestrator.tune_schedulers import ResumingASHA, SeedMeanScheduler

@@ -27,15 +27,15 @@ def replay(
     configuration is still found, and which healthy trials would have been stopped. For a sweep directory, also
     whether each replayed collapse decision matches the live one. Exits 2 on bad input.
     """
-    from orchestrator.engine import DB_NAME
     from orchestrator.errors import AblateError
     from orchestrator.replay import load_logs, load_sweep, replay as run_replay
     from orchestrator.spec import load_spec
+    from orchestrator.sweepdir import SweepDir
 
     paths = [*sources, *(more or [])]
     try:
         spec = load_spec(spec_path)
-        sweeps = [p for p in paths if p.is_dir() and (p / DB_NAME).is_file()]
+        sweeps = [p for p in paths if p.is_dir() and SweepDir(p).exists()]
         if sweeps and len(paths) > 1:
             raise AblateError("--from takes one sweep directory, or run logs, not both")
         recorded = None

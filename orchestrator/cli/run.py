@@ -28,33 +28,38 @@ def run(
     Exit status: 0 when every trial completed or was stopped by a collapse rule or the scheduler; 1 when any trial
     failed after its retries (each named on stderr); 2 on bad input (nothing launched); 130 when interrupted.
     """
-    from orchestrator.design import expand
-    from orchestrator.engine import DB_NAME, progress_thread, run_sweep
+    from orchestrator.engine import run_sweep
     from orchestrator.errors import AblateError
+    from orchestrator.preflight import preflight
     from orchestrator.spec import load_spec
-    from orchestrator.trainers import RunContext, get_trainer
+    from orchestrator.store import progress_thread
+    from orchestrator.sweepdir import SweepDir
 
     try:
         spec = load_spec(spec_path)
-        trials = expand(spec).trials
     except AblateError as exc:
         _console.abort(str(exc))
     sweep_dir = out if out is not None else Path("runs") / spec.name
-    if validate:
-        trainer = get_trainer(spec.trainer.backend)
-        with _console.status(f"Checking {len(trials)} trials against {spec.trainer.backend}'s config..."):
-            problems = trainer.validate(trials, lambda t: RunContext(sweep_dir / "trials" / t.name, spec.name))
-        bad = [(t, p) for t in trials for p in problems.get(t.id, [])]
-        if bad:
-            _console.abort("\n".join(f"{spec_path}: trial {t.name} ({t.id}): {p}" for t, p in bad))
-    view = _Progress(spec.name, len(trials))
+    try:
+        if validate:
+            with _console.status(f"Checking the trials against {spec.trainer.backend}'s config..."):
+                checked = preflight(spec, sweep_dir, build=False)
+        else:
+            checked = preflight(spec, sweep_dir, validate=False, build=False)
+    except AblateError as exc:
+        _console.abort(str(exc))
+    bad = checked.errors()
+    if bad:
+        _console.abort("\n".join(f"{spec_path}: trial {t.name} ({t.id}): {p}" for t, p in bad))
+    n_trials = len(checked.trials) if spec.search is None else spec.search.num_samples
+    view = _Progress(spec.name, n_trials)
     stop = threading.Event()
     started: list[threading.Thread] = []
 
     def on_start(store: Any) -> None:
         started.append(progress_thread(Path(store.path), spec.name, view.render, stop))
 
-    _console.info(f"sweep {spec.name}: {len(trials)} trials, results in {sweep_dir}")
+    _console.info(f"sweep {spec.name}: {n_trials} trials, results in {sweep_dir}")
     try:
         outcome = run_sweep(spec, spec_path.read_text(), sweep_dir, address=address, num_cpus=cpus, num_gpus=gpus, on_start=on_start)
     except AblateError as exc:
@@ -66,7 +71,7 @@ def run(
         view.close()
     counts = ", ".join(f"{n} {status}" for status, n in outcome.counts.items() if n)
     _console.out.print(f"sweep {spec.name}: {counts}", highlight=False)
-    _console.out.print(f"results: {sweep_dir} (store: {sweep_dir / DB_NAME}); see `ablate status {sweep_dir}`", highlight=False)
+    _console.out.print(f"results: {sweep_dir} (store: {SweepDir(sweep_dir).db}); see `ablate status {sweep_dir}`", highlight=False)
     if outcome.interrupted:
         _console.out.print(f"interrupted: resume with `ablate run {spec_path} --out {sweep_dir}`", highlight=False)
         raise typer.Exit(130)

@@ -29,14 +29,15 @@ def status(
     if server is not None:
         server_status(server, token_file, None if sweep_dir is None else str(sweep_dir), json_out)
         return
-    from orchestrator.engine import DB_NAME, trial_rows
-    from orchestrator.errors import StoreError
-    from orchestrator.store import SQLiteStore
+    from orchestrator.errors import AblateError, StoreError
+    from orchestrator.store import SQLiteStore, trial_rows
+    from orchestrator.sweepdir import SweepDir
 
     sweep_dir = sweep_dir or _only_sweep_dir()
-    db = sweep_dir / DB_NAME
-    if not db.is_file():
-        _console.abort(f"{sweep_dir}: not a sweep directory (no {DB_NAME}); run `ablate run SPEC` first")
+    try:
+        db = SweepDir(sweep_dir).require().db
+    except AblateError as exc:
+        _console.abort(str(exc))
     try:
         store = SQLiteStore(db)
         sweeps = store.list_sweeps()
@@ -54,7 +55,7 @@ def status(
 
 
 def _only_sweep_dir() -> Path:
-    from orchestrator.engine import DB_NAME
+    from orchestrator.sweepdir import DB_NAME
 
     candidates = sorted(p.parent for p in Path("runs").glob(f"*/{DB_NAME}"))
     if len(candidates) != 1:

@@ -1,33 +1,4 @@
-"""The sweep store: one SQLite file holding sweeps, trials, per-step metrics, events and kept checkpoints.
-
-It is the one source of truth for `ablate status`, reports and resume. Several processes write to it at once (the
-Ray driver and each trial's worker), each through its own `SQLiteStore`: the file is in WAL mode, every write is
-one `BEGIN IMMEDIATE` transaction, and a writer waits up to `busy_timeout_s` for another's lock instead of
-failing with "database is locked".
-
-Tables:
-
-    sweeps       id, name, spec (the spec's text), created, status
-    trials       id, sweep_id, name, point, levels, "values", seed, overrides (JSON), status, stop_reason,
-                 stop_step, stop_evidence (JSON), best_step, best_score, collapse_step, last_step, attempts,
-                 stderr_tail, updated
-    metrics      trial_id, step, key, value          PRIMARY KEY (trial_id, step, key)
-    events       id, trial_id, time, kind, attempt, data (JSON)
-    checkpoints  trial_id, role (best|latest), step, path, updated      PRIMARY KEY (trial_id, role)
-
-Non-finite metric values: `value` is a REAL column. SQLite stores +inf and -inf as REAL infinities, so they round
-trip as they are; it cannot store NaN and turns it into NULL. A metrics row exists only for a metric that was
-logged (a metric missing at a step has no row, as in `Point`), so NULL unambiguously means NaN, and `get_history`
-turns it back into `float("nan")`. SQL aggregates skip NULL, so a NaN never wins a `max(value)`.
-
-JSON columns are written by Python's `json` module, which writes NaN and inf as the tokens `NaN` and `Infinity`:
-they read back exactly in Python, but SQLite's own `json_*` functions reject them.
-
-Times (`created`, `updated`, event `time`) are Unix seconds (float, UTC).
-
-The file is marked with `PRAGMA application_id` and versioned with `PRAGMA user_version`; opening another SQLite
-file, or one written by a newer ablate, raises `StoreError` naming the path.
-"""
+"""The store's SQLite implementation: schema, records and `SQLiteStore` (see the package's docstring)."""
 
 from __future__ import annotations
 
@@ -46,21 +17,8 @@ from typing import Any
 from orchestrator.design import Trial
 from orchestrator.errors import StoreError
 from orchestrator.history import Point
+from orchestrator.store._reasons import StopReason
 
-__all__ = [
-    "APPLICATION_ID",
-    "CHECKPOINT_ROLES",
-    "EVENT_KINDS",
-    "SCHEMA_VERSION",
-    "SWEEP_STATUSES",
-    "TRIAL_STATUSES",
-    "CheckpointRecord",
-    "EventRecord",
-    "SQLiteStore",
-    "SweepRecord",
-    "TrialRecord",
-    "status_for_stop_reason",
-]
 
 SCHEMA_VERSION = 1
 """The schema this module writes (`PRAGMA user_version`). A file with a higher version is refused."""
@@ -85,9 +43,7 @@ EVENT_KINDS = (
 )
 """The event kinds ablate writes; `append_event` accepts any other lower_snake_case kind as well."""
 
-_STOP_REASON = re.compile(r"^(completed|asha|failed|cancelled|collapse:[A-Za-z0-9_.-]+)$")
 _EVENT_KIND = re.compile(r"^[a-z][a-z0-9_]*$")
-_STATUS_OF_REASON = {"completed": "completed", "asha": "stopped", "failed": "failed", "cancelled": "cancelled"}
 
 _SCHEMA = """
 CREATE TABLE sweeps (
@@ -199,7 +155,7 @@ class TrialRecord:
     seed: int
     overrides: dict[str, Any]
     status: str
-    stop_reason: str | None
+    stop_reason: StopReason | None
     stop_step: int | None
     stop_evidence: dict[str, Any] | None
     best_step: int | None
@@ -209,6 +165,18 @@ class TrialRecord:
     attempts: int
     stderr_tail: str | None
     updated: float
+
+    def trial(self) -> Trial:
+        """Return the designed trial this record stores."""
+        return Trial(
+            id=self.id,
+            name=self.name,
+            point=self.point,
+            levels=self.levels,
+            values=self.values,
+            seed=self.seed,
+            overrides=self.overrides,
+        )
 
 
 @dataclass(frozen=True)
@@ -257,8 +225,7 @@ def status_for_stop_reason(reason: str) -> str:
     Raises:
         ValueError: If `reason` is not a stop reason.
     """
-    _check_stop_reason(reason)
-    return _STATUS_OF_REASON.get(reason, "stopped")
+    return StopReason(reason).status
 
 
 class SQLiteStore:
@@ -479,7 +446,8 @@ class SQLiteStore:
             KeyError: If the trial does not exist.
             ValueError: If the reason or status is unknown.
         """
-        status = status_for_stop_reason(reason) if status is None else status
+        reason = StopReason(reason)
+        status = reason.status if status is None else status
         _check_choice("status", status, TRIAL_STATUSES)
         self._update_trial(
             trial_id,
@@ -793,7 +761,7 @@ def _trial_record(row: tuple[Any, ...]) -> TrialRecord:
         seed=seed,
         overrides=json.loads(overrides),
         status=status,
-        stop_reason=stop_reason,
+        stop_reason=StopReason.parse(stop_reason),
         stop_step=stop_step,
         stop_evidence=None if evidence is None else json.loads(evidence),
         best_step=best_step,
@@ -813,10 +781,3 @@ def _dumps(value: Any) -> str:
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"`{name}` has to be one of [{', '.join(choices)}] but got {value!r}.")
-
-
-def _check_stop_reason(reason: str) -> None:
-    if not _STOP_REASON.match(reason):
-        raise ValueError(
-            f"`reason` has to be one of [completed, collapse:<rule>, asha, failed, cancelled] but got {reason!r}."
-        )
