@@ -24,43 +24,23 @@ def plan(
 
     Exits 0 when every trial is valid, 2 when the spec or any trial is not.
     """
-    from orchestrator.design import expand
     from orchestrator.errors import AblateError
+    from orchestrator.preflight import preflight
     from orchestrator.spec import load_spec
-    from orchestrator.trainers import RunContext, get_trainer
 
     try:
         spec = load_spec(spec_path)
-        expansion = expand(spec)
+        sweep_dir = out if out is not None else Path("runs") / spec.name
+        if validate:
+            with _console.status(f"Checking the trials against {spec.trainer.backend}'s config..."):
+                checked = preflight(spec, sweep_dir)
+        else:
+            checked = preflight(spec, sweep_dir, validate=False)
     except AblateError as exc:
         _console.abort(str(exc))
-    sweep_dir = out if out is not None else Path("runs") / spec.name
-    trainer = get_trainer(spec.trainer.backend)
-
-    def ctx_for(trial):  # noqa: ANN001, ANN202
-        return RunContext(workdir=sweep_dir / "trials" / trial.name, project=spec.name)
-
-    for warning in expansion.warnings:
+    for warning in checked.warnings:
         _console.warn(warning)
-    trials = expansion.trials
-    if spec.search is not None:
-        from orchestrator.search import corner_trials
-
-        trials = corner_trials(spec)  # a search's trials are sampled as it runs: check its corners
-    problems: dict[str, list[str]] = {t.id: [] for t in trials}
-    if validate:
-        with _console.status(f"Checking {len(trials)} trials against {spec.trainer.backend}'s config..."):
-            try:
-                problems.update(trainer.validate(trials, ctx_for))
-            except AblateError as exc:
-                _console.abort(str(exc))
-    argvs = {}
-    for t in trials:
-        try:
-            argvs[t.id] = list(trainer.command(t, ctx_for(t)).argv)
-        except ValueError as exc:
-            problems[t.id].append(str(exc))
-            argvs[t.id] = []
+    trials, problems, argvs = checked.checked, checked.problems, checked.argv
     n_bad = sum(1 for t in trials if problems[t.id])
 
     if json_out:

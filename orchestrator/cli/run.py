@@ -78,7 +78,7 @@ def run(
     if outcome.failed:
         lines = [_failure(record) for record in outcome.failed]
         lines.append(
-            f"{len(outcome.failed)} of {len(trials)} trials failed after their retries "
+            f"{len(outcome.failed)} of {sum(outcome.counts.values())} trials failed after their retries "
             f"(execution.max_failures); rerun `ablate run {spec_path} --out {sweep_dir}` to retry them"
         )
         _console.abort("\n".join(lines), code=1)

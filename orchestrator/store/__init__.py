@@ -30,20 +30,18 @@ file, or one written by a newer ablate, raises `StoreError` naming the path.
 """
 
 from orchestrator.store._reasons import STOP_KINDS, StopReason
-from orchestrator.store._sqlite import (
-    APPLICATION_ID,
+from orchestrator.store._records import (
     CHECKPOINT_ROLES,
     EVENT_KINDS,
-    SCHEMA_VERSION,
     SWEEP_STATUSES,
     TRIAL_STATUSES,
     CheckpointRecord,
     EventRecord,
-    SQLiteStore,
     SweepRecord,
     TrialRecord,
     status_for_stop_reason,
 )
+from orchestrator.store._sqlite import APPLICATION_ID, SCHEMA_VERSION, SQLiteStore
 from orchestrator.store._views import TERMINAL, job_ids, progress_thread, trial_rows
 
 __all__ = [
