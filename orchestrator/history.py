@@ -154,20 +154,26 @@ def _has_training_metrics(metrics: Mapping[str, float]) -> bool:
     return any(not is_validation_metric(name) for name in metrics)
 
 
-def resolve_objective(metric: str, points: Iterable[Point]) -> tuple[str | None, int | None]:
+def resolve_objective(metric: str, points: Sequence[Point], *, finished: bool = False) -> tuple[str | None, int | None]:
     """Return the metric a run is judged by, and the index of the point that fixed it.
 
-    This is the one resolution of the spec's `objective.metric` used by the live trial, resume, replay and reports.
-    A named metric is fixed from the first point. `auto`: the default objective (`default_objective`) of the
-    first point that logs a validation metric; None while no point has.
+    This is the one resolution of the spec's `objective.metric`, used by the live trial, resume, replay, the
+    checkpoints kept at the end and reports. A named metric is fixed from the first point. `auto`: the default
+    objective (`default_objective`) of the first point that logs a validation metric; None while no point has. For
+    a finished run (`finished=True`) that never logged a validation metric, the default objective of everything it
+    logged (the training score), fixed at its last point.
 
     Args:
         metric: The spec's `objective.metric` (a metric name, or `auto`).
         points: The run's points in increasing step order.
+        finished: The points are the run's whole history.
     """
     if metric != "auto":
         return metric, 0
     for index, point in enumerate(points):
         if any(is_validation_metric(key) for key in point.metrics):
             return default_objective(point.metrics), index
+    if finished and points:
+        fallback = default_objective(metric_names(points))
+        return (fallback, len(points) - 1) if fallback is not None else (None, None)
     return None, None

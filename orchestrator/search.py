@@ -142,7 +142,7 @@ def search_rows(store: Any, sweep_id: str, mode: str = "max") -> list[dict[str, 
                 "best_step": record.best_step,
                 "stop_reason": reason,
                 "stop_step": record.stop_step,
-                "pruned": bool(reason) and (reason == "asha" or reason.startswith("collapse:")),
+                "pruned": record.stop_reason is not None and record.stop_reason.pruned,
             }
         )
     sign = -1.0 if mode == "max" else 1.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.history import Point, default_objective, metric_names
+from orchestrator.history import Point, metric_names, resolve_objective
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +33,8 @@ class Run:
 
     @property
     def objective(self) -> str | None:
-        """Return the default objective of the run (`orchestrator.history.default_objective`)."""
-        return default_objective(self.metric_names)
+        """Return the metric the run is judged by under `objective: auto` (`orchestrator.history.resolve_objective`)."""
+        return resolve_objective("auto", self.points, finished=True)[0]
 
 
 def run_name(path: Path) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from orchestrator.collapse import CollapseConfig, Mode, build_rules
-from orchestrator.history import default_objective, metric_names
+from orchestrator.history import resolve_objective
 from orchestrator.report._effects import Effects, compute_effects
 from orchestrator.report._stats import DEFAULT_METHODS, IntervalMethods
 from orchestrator.report._summary import RunInput, RunSummary, summarize_run
@@ -55,7 +55,7 @@ def build_report(
 
     Args:
         runs: The runs, with their factor levels, seeds, histories and (when recorded) how they stopped.
-        objective: The metric to judge every run by; by default each run's `default_objective`.
+        objective: The metric to judge every run by; by default each run's own (`objective: auto`, `orchestrator.history.resolve_objective`).
         mode: `max` if a higher objective is better, else `min`.
         config: The collapse rules that judge runs without a recorded verdict (defaults when None).
         baseline: Factor -> baseline level (see `compute_effects`).
@@ -69,7 +69,7 @@ def build_report(
     for run in runs:
         if on_run is not None:
             on_run(run.run)
-        metric = objective or default_objective(metric_names(run.history))
+        metric = resolve_objective(objective or "auto", run.history, finished=True)[0]
         if metric is None:
             notes.append(f"`{run.run}` logged no objective (no validation score, no `critic/score/mean`).")
         rules = build_rules(config, metric, mode) if metric else []

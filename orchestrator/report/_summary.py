@@ -13,6 +13,7 @@ from typing import Any
 
 from orchestrator.collapse import Mode, Rule, Verdict, first_verdict
 from orchestrator.history import History, series
+from orchestrator.store import StopReason
 
 __all__ = [
     "ASHA_STOP",
@@ -25,10 +26,10 @@ __all__ = [
     "summarize_run",
 ]
 
-COMPLETED = "completed"
+COMPLETED = StopReason("completed")
 """The stop reason of a run that ran to its end."""
 
-ASHA_STOP = "asha"
+ASHA_STOP = StopReason("asha")
 """The stop reason of a run that ASHA stopped (it is censored at its stop step)."""
 
 SIGNALS: dict[str, tuple[str, ...]] = {
@@ -283,7 +284,7 @@ def _stop_reason(run: RunInput, collapse: Collapse | None) -> str:
         return run.stop_reason
     # A log read from disk: the rules say whether it collapsed.
     if collapse is not None:
-        return f"collapse:{collapse.rule}"
+        return StopReason.collapse(collapse.rule)
     return COMPLETED
 
 
