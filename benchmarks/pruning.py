@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.minigrpo import CURVE_KEYS, VAL_KEY  # noqa: E402
-from orchestrator.history import Point, default_objective, metric_names  # noqa: E402
+from orchestrator.history import StepMetrics, default_objective, metric_names  # noqa: E402
 from orchestrator.replay import RecordedTrial, replay  # noqa: E402
 from orchestrator.spec import SweepSpec, parse_spec  # noqa: E402
 
@@ -74,7 +74,7 @@ class Run:
     name: str
     config: str
     seed: int
-    points: tuple[Point, ...]
+    points: tuple[StepMetrics, ...]
     objective: str
     evals: list[tuple[int, float]]
     end: int
@@ -122,7 +122,7 @@ def load_mini(path: Path) -> list[Run]:
             by_step[step] = {CURVE_KEYS[k]: curve[k][i] for k in CURVE_KEYS if k in curve and curve[k][i] is not None}
         for step, value in zip(curve["val_step"], curve["val"]):
             by_step.setdefault(step, {})[VAL_KEY] = value
-        points = tuple(Point(s, by_step[s]) for s in sorted(by_step))
+        points = tuple(StepMetrics(s, by_step[s]) for s in sorted(by_step))
         evals = list(zip(curve["val_step"], curve["val"]))
         every = evals[1][0] - evals[0][0]
         runs.append(Run(name, curve["config"], curve["seed"], points, VAL_KEY, evals, points[-1].step, every))

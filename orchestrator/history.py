@@ -1,6 +1,6 @@
-"""The common in-memory form of a run's metrics: one `Point` per training step.
+"""The common in-memory form of a run's metrics: one `StepMetrics` per training step.
 
-Every reader (verl file logger, console logs, TensorBoard, wandb CSV) and the live tailer produce `Point`s, and
+Every reader (verl file logger, console logs, TensorBoard, wandb CSV) and the live tailer produce `StepMetrics`s, and
 the collapse rules judge a `History`: the points of one run in increasing step order. Metric names are verl's.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "History",
-    "Point",
+    "StepMetrics",
     "default_objective",
     "is_validation_metric",
     "merge_points",
@@ -30,7 +30,7 @@ _VALIDATION_PREFIXES = ("val/", "val-core/", "val-aux/", "test_score/")
 
 
 @dataclass(frozen=True, slots=True)
-class Point:
+class StepMetrics:
     """The metrics a run logged at one training step.
 
     Attributes:
@@ -47,7 +47,7 @@ class Point:
         return self.metrics.get(metric)
 
 
-History = Sequence[Point]
+History = Sequence[StepMetrics]
 """The points of one run, in increasing step order, one point per step."""
 
 
@@ -104,7 +104,7 @@ def default_objective(keys: Iterable[str]) -> str | None:
     return None
 
 
-def merge_records(records: Iterable[tuple[int, Mapping[str, float]]]) -> list[Point]:
+def merge_records(records: Iterable[tuple[int, Mapping[str, float]]]) -> list[StepMetrics]:
     """Fold logged records, in the order they were written, into one point per step.
 
     verl may write several records for one step and repeat steps after a restart. The rules:
@@ -139,10 +139,10 @@ def merge_records(records: Iterable[tuple[int, Mapping[str, float]]]) -> list[Po
             by_step[step] = dict(metrics)
             continue
         current.update(metrics)
-    return [Point(step=step, metrics=by_step[step]) for step in sorted(by_step)]
+    return [StepMetrics(step=step, metrics=by_step[step]) for step in sorted(by_step)]
 
 
-def merge_points(points: Iterable[Point]) -> list[Point]:
+def merge_points(points: Iterable[StepMetrics]) -> list[StepMetrics]:
     """Fold points read record by record (e.g. from `JsonlTail.poll`) into one point per step.
 
     The same rules as `merge_records`.
@@ -154,7 +154,7 @@ def _has_training_metrics(metrics: Mapping[str, float]) -> bool:
     return any(not is_validation_metric(name) for name in metrics)
 
 
-def resolve_objective(metric: str, points: Sequence[Point], *, finished: bool = False) -> tuple[str | None, int | None]:
+def resolve_objective(metric: str, points: Sequence[StepMetrics], *, finished: bool = False) -> tuple[str | None, int | None]:
     """Return the metric a run is judged by, and the index of the point that fixed it.
 
     This is the one resolution of the spec's `objective.metric`, used by the live trial, resume, replay, the

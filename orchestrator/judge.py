@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from orchestrator.collapse import CollapseConfig, Rule, Verdict, build_rules, collapse_walk, first_verdict
-from orchestrator.history import Point, resolve_objective
+from orchestrator.history import StepMetrics, resolve_objective
 
 __all__ = ["EvalReport", "Judgement", "Signal", "TrialJudge"]
 
@@ -100,7 +100,7 @@ class TrialJudge:
         self._rules: list[Rule] | None = None
         self._signal = Signal(signal, mode, ema_alpha)
         self._best_so_far = Signal("best", mode, 1.0)
-        self._history: dict[int, Point] = {}
+        self._history: dict[int, StepMetrics] = {}
         self._best: tuple[int, float] | None = None
 
     @property
@@ -114,7 +114,7 @@ class TrialJudge:
         return self._best
 
     @property
-    def history(self) -> list[Point]:
+    def history(self) -> list[StepMetrics]:
         """Every point taken so far, in step order (points of one step merged)."""
         return [self._history[step] for step in sorted(self._history)]
 
@@ -123,7 +123,7 @@ class TrialJudge:
         """The highest step taken so far."""
         return max(self._history, default=None)
 
-    def restore(self, points: Iterable[Point]) -> tuple[tuple[int, float | None], ...]:
+    def restore(self, points: Iterable[StepMetrics]) -> tuple[tuple[int, float | None], ...]:
         """Take the points of earlier attempts (a resumed trial): as `take`, but nothing is judged or reported.
 
         The scheduler's signal and the best so far continue from them, as if they had been reported.
@@ -142,7 +142,7 @@ class TrialJudge:
                 self._best_so_far.update(score)
         return tuple(scores)
 
-    def take(self, points: Sequence[Point]) -> Judgement:
+    def take(self, points: Sequence[StepMetrics]) -> Judgement:
         """Take a batch of new points (merged per step, in step order); return what they mean."""
         if not points:
             return Judgement((), None, (), None)
@@ -150,7 +150,7 @@ class TrialJudge:
         scores = []
         for point in points:
             old = self._history.get(point.step)
-            self._history[point.step] = point if old is None else Point(point.step, {**old.metrics, **point.metrics})
+            self._history[point.step] = point if old is None else StepMetrics(point.step, {**old.metrics, **point.metrics})
             scores.append((point.step, self._score(point)))
         evals = [(step, score) for step, score in scores if score is not None]
         for step, score in evals:
@@ -169,7 +169,7 @@ class TrialJudge:
         )
         return Judgement(tuple(scores), self._best if self._best != best_before else None, reports, verdict)
 
-    def _score(self, point: Point) -> float | None:
+    def _score(self, point: StepMetrics) -> float | None:
         if self._objective is None:
             self._objective = resolve_objective(self._metric, [point])[0]
         return point.get(self._objective) if self._objective else None

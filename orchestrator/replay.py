@@ -29,7 +29,7 @@ import numpy as np
 
 from orchestrator.collapse import CollapseConfig, Verdict, build_rules, first_verdict
 from orchestrator.errors import AblateError
-from orchestrator.history import Point
+from orchestrator.history import StepMetrics
 from orchestrator.judge import TrialJudge
 from orchestrator.pruners import SeedMeanHalving
 from orchestrator.spec import SweepSpec
@@ -69,7 +69,7 @@ class RecordedTrial:
     name: str
     point: str
     seed: int | None
-    points: tuple[Point, ...]
+    points: tuple[StepMetrics, ...]
     started: float | None = None
     live_reason: str | None = None
     live_step: int | None = None
@@ -440,7 +440,7 @@ def replay(
     )
 
 
-def _judge_as_live(spec: SweepSpec, points: Sequence[Point]) -> tuple[Verdict | None, list[tuple[int, float | None]], str | None]:
+def _judge_as_live(spec: SweepSpec, points: Sequence[StepMetrics]) -> tuple[Verdict | None, list[tuple[int, float | None]], str | None]:
     """Judge a recorded history with the live trial's judge, one point at a time.
 
     Returns:
@@ -573,7 +573,7 @@ def _matches_live(trial: RecordedTrial, verdict: Verdict | None) -> bool:
     return live != "completed" and trial.live_step is not None and verdict.step > trial.live_step
 
 
-def _best(points: Sequence[Point], objective: str | None, mode: str, *, upto: int | None) -> float | None:
+def _best(points: Sequence[StepMetrics], objective: str | None, mode: str, *, upto: int | None) -> float | None:
     if objective is None:
         return None
     values = [

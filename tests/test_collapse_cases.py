@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.collapse import CollapseConfig, ScoreDropRule, build_rules, collect_warnings, first_verdict
-from orchestrator.history import Point
+from orchestrator.history import StepMetrics
 
 OBJECTIVE = "val-core/math/acc/mean@4"
 
@@ -30,8 +30,8 @@ FIELD_ENTROPY = {1: 0.35, 75: 0.18, 130: 0.16, 140: 0.12}
 FIELD_GRAD_NORM = {1: 0.30, 75: 0.12, 130: 0.10, 140: 0.05, 145: 0.01, 150: 0.0}
 
 
-def field_case(last_step: int = 200) -> list[Point]:
-    points = [Point(0, {OBJECTIVE: FIELD_SCORES[0]})]
+def field_case(last_step: int = 200) -> list[StepMetrics]:
+    points = [StepMetrics(0, {OBJECTIVE: FIELD_SCORES[0]})]
     for step in range(1, last_step + 1):
         metrics = {
             "actor/entropy": interpolate(FIELD_ENTROPY, step),
@@ -42,11 +42,11 @@ def field_case(last_step: int = 200) -> list[Point]:
         }
         if step % 5 == 0:
             metrics[OBJECTIVE] = round(interpolate(FIELD_SCORES, step), 2)
-        points.append(Point(step, metrics))
+        points.append(StepMetrics(step, metrics))
     return points
 
 
-def first_stop_step(history: list[Point], config: CollapseConfig | None = None) -> tuple[int, str] | None:
+def first_stop_step(history: list[StepMetrics], config: CollapseConfig | None = None) -> tuple[int, str] | None:
     """Replay the default rules one step at a time, as the engine does, and return (step, rule) of the stop."""
     rules = build_rules(config or CollapseConfig(), OBJECTIVE, "max")
     for i in range(len(history)):
@@ -98,7 +98,7 @@ MINI_LENGTHS = {1: 7.5, 30: 7.4, 40: 6.0, 50: 4.5, 60: 3.6, 70: 3.0}
 MINI_GRAD_NORM = {1: 0.14, 40: 0.10, 60: 0.02, 70: 0.0}
 
 
-def mini_case() -> list[Point]:
+def mini_case() -> list[StepMetrics]:
     points = []
     for step in range(1, 251):
         metrics = {
@@ -109,7 +109,7 @@ def mini_case() -> list[Point]:
         }
         if step % 10 == 0:
             metrics[OBJECTIVE] = interpolate(MINI_SCORES, step)
-        points.append(Point(step, metrics))
+        points.append(StepMetrics(step, metrics))
     return points
 
 
@@ -144,6 +144,6 @@ def test_default_rules_spare_near_misses(scores: dict[int, float]) -> None:
         }
         if step in scores:
             metrics[OBJECTIVE] = scores[step]
-        points.append(Point(step, metrics))
+        points.append(StepMetrics(step, metrics))
     assert first_stop_step(points) is None
     assert collect_warnings(build_rules(CollapseConfig(), OBJECTIVE, "max"), points) == []

@@ -21,7 +21,7 @@ from orchestrator.collapse import (
     first_verdict,
 )
 from orchestrator.collapse import _config, _non_finite, _score_drop
-from orchestrator.history import Point
+from orchestrator.history import StepMetrics
 from orchestrator.readers import _tail
 
 OBJECTIVE = "val-core/openai/gsm8k/acc/mean@1"
@@ -59,16 +59,16 @@ def test_build_rules_skips_disabled_rules() -> None:
 def test_build_rules_passes_thresholds() -> None:
     config = CollapseConfig.model_validate({"score_drop": {"drop": 0.5, "n_evals": 1}, "baseline": "first"})
     rules = build_rules(config, "val", "max")
-    history = [Point(0, {"val": 0.5}), Point(10, {"val": 1.0}), Point(20, {"val": 0.76})]
+    history = [StepMetrics(0, {"val": 0.5}), StepMetrics(10, {"val": 1.0}), StepMetrics(20, {"val": 0.76})]
     # Gain over the first evaluation is 0.5; half of it lost is 0.75: 0.76 has not dropped.
     assert all(rule.check(history) is None for rule in rules)
-    history.append(Point(30, {"val": 0.74}))
+    history.append(StepMetrics(30, {"val": 0.74}))
     verdicts = [rule.check(history) for rule in rules]
     assert [v.rule for v in verdicts if v] == ["score_drop"]
 
 
 def test_build_rules_non_finite_watches_objective_when_asked() -> None:
-    history = [Point(1, {"val": float("nan")})]
+    history = [StepMetrics(1, {"val": float("nan")})]
     assert build_rules(CollapseConfig(), "val", "max")[0].check(history) is not None
     config = CollapseConfig.model_validate({"non_finite": {"include_objective": False}})
     assert build_rules(config, "val", "max")[0].check(history) is None
@@ -127,7 +127,7 @@ def test_rules_verdicts_and_config_survive_pickling() -> None:
     # Ray ships rules and configs to the trial's worker, and restores trials from pickles.
     config = CollapseConfig.model_validate({"baseline": "first"})
     rules = pickle.loads(pickle.dumps(build_rules(config, "val", "max")))
-    history = [Point(10, {"val": 1.0}), Point(20, {"val": 2.0}), Point(30, {"val": 1.0}), Point(40, {"val": 1.0})]
+    history = [StepMetrics(10, {"val": 1.0}), StepMetrics(20, {"val": 2.0}), StepMetrics(30, {"val": 1.0}), StepMetrics(40, {"val": 1.0})]
     verdict = first_verdict(rules, history)
     assert verdict is not None
     assert pickle.loads(pickle.dumps(verdict)) == verdict

@@ -17,15 +17,15 @@ from orchestrator.collapse import (
     collect_warnings,
     first_verdict,
 )
-from orchestrator.history import History, Point
+from orchestrator.history import History, StepMetrics
 
 NAN, INF = math.nan, math.inf
 VAL = "val"
 
 
-def evals(*values: float, every: int = 10, start: int = 10) -> list[Point]:
+def evals(*values: float, every: int = 10, start: int = 10) -> list[StepMetrics]:
     """Return one evaluation of `val` every `every` steps."""
-    return [Point(start + i * every, {VAL: value}) for i, value in enumerate(values)]
+    return [StepMetrics(start + i * every, {VAL: value}) for i, value in enumerate(values)]
 
 
 def replay(rule: Rule, history: History) -> Verdict | None:
@@ -120,7 +120,7 @@ def test_score_drop_rule_min(values: tuple[float, ...], kwargs: dict, step: int 
 def test_score_drop_rule_ignores_steps_without_evaluation() -> None:
     scores = [1.0] * 19 + [0.5] * 11
     history = [
-        Point(step, {"actor/entropy": 0.3} | ({VAL: score} if step % 5 == 0 else {}))
+        StepMetrics(step, {"actor/entropy": 0.3} | ({VAL: score} if step % 5 == 0 else {}))
         for step, score in zip(range(1, 31), scores)
     ]
     # Evaluations at 5..30: 1.0 up to 15, 0.5 from 20.
@@ -181,18 +181,18 @@ def test_score_drop_rule_with_invalid_inputs(kwargs: dict, message: str) -> None
 )
 def test_non_finite_rule_with_nan(metrics: dict[str, float], step: int | None) -> None:
     healthy = {"actor/pg_loss": 0.01, "actor/grad_norm": 0.2}
-    history = [Point(1, healthy), Point(2, healthy | {VAL: 0.5}), Point(3, healthy | metrics), Point(4, healthy)]
+    history = [StepMetrics(1, healthy), StepMetrics(2, healthy | {VAL: 0.5}), StepMetrics(3, healthy | metrics), StepMetrics(4, healthy)]
     assert fired_at(NonFiniteRule(objective=VAL), history) == step
 
 
 def test_non_finite_rule_skips_metrics_not_logged() -> None:
-    history = [Point(1, {}), Point(2, {"other": 1.0})]
+    history = [StepMetrics(1, {}), StepMetrics(2, {"other": 1.0})]
     assert fired_at(NonFiniteRule(objective=VAL), history) is None
 
 
 def test_non_finite_rule_evidence_and_custom_metrics() -> None:
     rule = NonFiniteRule(metrics=["critic/vf_loss"])
-    verdict = rule.check([Point(7, {"critic/vf_loss": INF, "actor/pg_loss": NAN})])
+    verdict = rule.check([StepMetrics(7, {"critic/vf_loss": INF, "actor/pg_loss": NAN})])
     evidence = {"metric": "critic/vf_loss", "value": "inf", "onset_step": 7}
     assert verdict == Verdict("non_finite", 7, "`critic/vf_loss` was inf at step 7.", evidence)
 
@@ -200,10 +200,10 @@ def test_non_finite_rule_evidence_and_custom_metrics() -> None:
 # --- DeadRule --------------------------------------------------------------------------------------------------
 
 
-def dead_history(grad_norms: list[float], scores: dict[int, float], *, start: int = 1) -> list[Point]:
+def dead_history(grad_norms: list[float], scores: dict[int, float], *, start: int = 1) -> list[StepMetrics]:
     """Return one point per grad norm from `start`, with evaluations of `val` at the given steps."""
     return [
-        Point(step, {"actor/grad_norm": norm, "actor/pg_loss": 0.0} | ({VAL: scores[step]} if step in scores else {}))
+        StepMetrics(step, {"actor/grad_norm": norm, "actor/pg_loss": 0.0} | ({VAL: scores[step]} if step in scores else {}))
         for step, norm in enumerate(grad_norms, start=start)
     ]
 
@@ -253,9 +253,9 @@ def test_dead_rule_evidence() -> None:
 # --- LengthCollapseRule ----------------------------------------------------------------------------------------
 
 
-def length_history(lengths: list[float], scores: dict[int, float]) -> list[Point]:
+def length_history(lengths: list[float], scores: dict[int, float]) -> list[StepMetrics]:
     return [
-        Point(step, {"response_length/mean": length} | ({VAL: scores[step]} if step in scores else {}))
+        StepMetrics(step, {"response_length/mean": length} | ({VAL: scores[step]} if step in scores else {}))
         for step, length in enumerate(lengths, start=1)
     ]
 
@@ -296,9 +296,9 @@ def test_length_collapse_rule_evidence() -> None:
 # --- EntropyRule -----------------------------------------------------------------------------------------------
 
 
-def entropy_history(entropies: list[float], scores: dict[int, float], metric: str = "actor/entropy") -> list[Point]:
+def entropy_history(entropies: list[float], scores: dict[int, float], metric: str = "actor/entropy") -> list[StepMetrics]:
     return [
-        Point(step, {metric: entropy} | ({VAL: scores[step]} if step in scores else {}))
+        StepMetrics(step, {metric: entropy} | ({VAL: scores[step]} if step in scores else {}))
         for step, entropy in enumerate(entropies, start=1)
     ]
 
@@ -355,10 +355,10 @@ def test_entropy_rule_without_entropy_or_with_zero_early_level() -> None:
 
 def test_first_verdict_returns_the_earliest_and_first_listed_on_ties() -> None:
     history = [
-        Point(1, {VAL: 2.0, "actor/grad_norm": 0.1}),
-        Point(2, {VAL: 0.9, "actor/grad_norm": 0.0}),
-        Point(3, {VAL: 0.9, "actor/grad_norm": 0.0}),
-        Point(4, {"actor/grad_norm": NAN}),
+        StepMetrics(1, {VAL: 2.0, "actor/grad_norm": 0.1}),
+        StepMetrics(2, {VAL: 0.9, "actor/grad_norm": 0.0}),
+        StepMetrics(3, {VAL: 0.9, "actor/grad_norm": 0.0}),
+        StepMetrics(4, {"actor/grad_norm": NAN}),
     ]
     score_drop, dead, non_finite = ScoreDropRule(VAL), DeadRule(VAL, n_steps=2), NonFiniteRule(objective=VAL)
     assert first_verdict([non_finite], history).step == 4  # type: ignore[union-attr]

@@ -10,17 +10,17 @@ import math
 import pytest
 
 from orchestrator.collapse import CollapseConfig
-from orchestrator.history import Point, resolve_objective
+from orchestrator.history import StepMetrics, resolve_objective
 from orchestrator.judge import Signal, TrialJudge
 
 OBJ = "val-core/mini/reward/mean@1"
 
 # Evals at 0, 5 and 10; the objective turns NaN at 10 (the non-finite rule fires there). Step 7: a training step.
 HISTORY = [
-    Point(step=0, metrics={OBJ: 1.0}),
-    Point(step=5, metrics={OBJ: 2.0}),
-    Point(step=7, metrics={"actor/entropy": 0.4}),
-    Point(step=10, metrics={OBJ: math.nan}),
+    StepMetrics(step=0, metrics={OBJ: 1.0}),
+    StepMetrics(step=5, metrics={OBJ: 2.0}),
+    StepMetrics(step=7, metrics={"actor/entropy": 0.4}),
+    StepMetrics(step=10, metrics={OBJ: math.nan}),
 ]
 
 
@@ -42,20 +42,20 @@ def test_the_verdict_and_reports_do_not_depend_on_how_points_are_batched(batches
 
 def test_best_is_given_only_when_a_batch_improves_it() -> None:
     judge = TrialJudge(OBJ, "min", None)
-    assert judge.take([Point(0, {OBJ: 3.0})]).best == (0, 3.0)
-    assert judge.take([Point(5, {OBJ: 4.0})]).best is None
-    assert judge.take([Point(10, {OBJ: math.nan}), Point(15, {OBJ: 1.0})]).best == (15, 1.0)
+    assert judge.take([StepMetrics(0, {OBJ: 3.0})]).best == (0, 3.0)
+    assert judge.take([StepMetrics(5, {OBJ: 4.0})]).best is None
+    assert judge.take([StepMetrics(10, {OBJ: math.nan}), StepMetrics(15, {OBJ: 1.0})]).best == (15, 1.0)
     assert judge.take([]).reports == ()
 
 
 def test_auto_is_fixed_by_the_first_point_that_logs_a_validation_metric() -> None:
     judge = TrialJudge("auto", "max", CollapseConfig())
-    first = judge.take([Point(0, {"critic/score/mean": 0.3})])
+    first = judge.take([StepMetrics(0, {"critic/score/mean": 0.3})])
     assert judge.objective is None and first.scores == ((0, None),) and first.reports == ()
-    judge.take([Point(5, {"val-core/b/reward/mean@1": 0.5, "val-core/a/reward/mean@4": 0.4})])
+    judge.take([StepMetrics(5, {"val-core/b/reward/mean@1": 0.5, "val-core/a/reward/mean@4": 0.4})])
     assert judge.objective == "val-core/a/reward/mean@4"
     # The same resolution serves stored histories (resume, replay, reports).
-    points = [Point(0, {"critic/score/mean": 0.3}), Point(5, {"val-core/a/reward/mean@4": 0.4})]
+    points = [StepMetrics(0, {"critic/score/mean": 0.3}), StepMetrics(5, {"val-core/a/reward/mean@4": 0.4})]
     assert resolve_objective("auto", points) == ("val-core/a/reward/mean@4", 1)
     assert resolve_objective("auto", points[:1]) == (None, None)
     assert resolve_objective("my/metric", points) == ("my/metric", 0)
@@ -63,9 +63,9 @@ def test_auto_is_fixed_by_the_first_point_that_logs_a_validation_metric() -> Non
 
 def test_restore_continues_signal_and_best_without_reporting_or_judging() -> None:
     judge = TrialJudge(OBJ, "max", CollapseConfig(), signal="ema", ema_alpha=0.5)
-    assert judge.restore([Point(0, {OBJ: 1.0}), Point(5, {OBJ: 3.0})]) == ((0, 1.0), (5, 3.0))
+    assert judge.restore([StepMetrics(0, {OBJ: 1.0}), StepMetrics(5, {OBJ: 3.0})]) == ((0, 1.0), (5, 3.0))
     assert judge.best == (5, 3.0)
-    (report,) = judge.take([Point(10, {OBJ: 1.0})]).reports
+    (report,) = judge.take([StepMetrics(10, {OBJ: 1.0})]).reports
     # EMA over 1, 3, 1 with alpha 0.5: 2.0 then 1.5; the best so far stays 3.
     assert (report.signal, report.best) == (1.5, 3.0)
 

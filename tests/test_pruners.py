@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from orchestrator.errors import SpecError
-from orchestrator.history import Point
+from orchestrator.history import StepMetrics
 from orchestrator.pruners import CONTINUE, STOP, SeedMeanHalving, rung_milestones
 from orchestrator.replay import AshaBrackets, RecordedTrial, replay
 from orchestrator.spec import SweepSpec, parse_spec
@@ -127,7 +127,7 @@ def test_spec_seed_mean_needs_one_bracket() -> None:
 
 
 def _recorded(point: str, seed: int, scores: list[float]) -> RecordedTrial:
-    points = tuple(Point(i + 1, {OBJ: s}) for i, s in enumerate(scores))
+    points = tuple(StepMetrics(i + 1, {OBJ: s}) for i, s in enumerate(scores))
     return RecordedTrial(name=f"{point}_s{seed}", point=point, seed=seed, points=points)
 
 

@@ -11,7 +11,7 @@ import pytest
 from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-from orchestrator.history import Point, default_objective, merge_points, merge_records
+from orchestrator.history import StepMetrics, default_objective, merge_points, merge_records
 from orchestrator.readers import (
     JsonlTail,
     detect_format,
@@ -29,7 +29,7 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def values(points: tuple[Point, ...] | list[Point], metric: str) -> dict[int, float]:
+def values(points: tuple[StepMetrics, ...] | list[StepMetrics], metric: str) -> dict[int, float]:
     return {p.step: p.metrics[metric] for p in points if metric in p.metrics}
 
 
@@ -79,7 +79,7 @@ def test_merge_records(records: list[tuple[int, dict[str, float]]], expected: di
     points = merge_records(records)
     assert {p.step: dict(p.metrics) for p in points} == expected
     assert [p.step for p in points] == sorted(expected)
-    assert merge_points(Point(s, m) for s, m in records) == points
+    assert merge_points(StepMetrics(s, m) for s, m in records) == points
 
 
 # --- verl file logger (JSONL) ----------------------------------------------------------------------------------
@@ -344,11 +344,11 @@ def test_jsonl_tail_follows_a_growing_file(tmp_path: Path) -> None:
     with path.open("wb", buffering=0) as file:
         assert tail.poll() == []
         file.write(b'{"step": 0, "data": {"val": 0.2}}\n{"step": 1, "data": {"a": 1')
-        assert tail.poll() == [Point(0, {"val": 0.2})]
+        assert tail.poll() == [StepMetrics(0, {"val": 0.2})]
         # The half-written line waits for its newline.
         assert tail.poll() == []
         file.write(b'.5}}\n')
-        assert tail.poll() == [Point(1, {"a": 1.5})]
+        assert tail.poll() == [StepMetrics(1, {"a": 1.5})]
         file.write(b'garbage\n\n{"step": 2, "data": {"a": null}}\n{"step": 3, "data": {"a": 3}}\n')
         points = tail.poll()
     assert [p.step for p in points] == [2, 3]
@@ -363,7 +363,7 @@ def test_jsonl_tail_starts_again_after_truncation(tmp_path: Path) -> None:
     tail = JsonlTail(path)
     assert [p.step for p in tail.poll()] == [1, 2]
     write(path, '{"step": 1, "data": {"a": 10}}\n')
-    assert tail.poll() == [Point(1, {"a": 10.0})]
+    assert tail.poll() == [StepMetrics(1, {"a": 10.0})]
 
 
 def test_jsonl_tail_points_merge_like_the_file_reader(tmp_path: Path) -> None:

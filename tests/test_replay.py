@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from orchestrator.cli import app
 from orchestrator.collapse import build_rules, first_verdict
-from orchestrator.history import Point
+from orchestrator.history import StepMetrics
 from orchestrator.collapse import collapse_walk
 from orchestrator.replay import AshaBrackets, RecordedTrial, replay
 from orchestrator.spec import SweepSpec, parse_spec
@@ -52,7 +52,7 @@ def _trial(name: str, scores: list[float], *, point: str | None = None, every: i
         if i % every == 0:
             metrics[OBJ] = scores[i // every - 1]
         metrics.update((extra or {}).get(i, {}))
-        points.append(Point(i, metrics))
+        points.append(StepMetrics(i, metrics))
     return RecordedTrial(name=name, point=point or name, seed=1, points=tuple(points))
 
 

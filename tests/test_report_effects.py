@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.history import Point
+from orchestrator.history import StepMetrics
 from orchestrator.report import (
     ASHA_STOP,
     DEFAULT_METHODS,
@@ -28,14 +28,14 @@ from orchestrator.report import (
 VAL = "val-core/demo/acc/mean@1"
 
 
-def _history(collapse_at: int | None, peak: float, steps: int = 100) -> list[Point]:
+def _history(collapse_at: int | None, peak: float, steps: int = 100) -> list[StepMetrics]:
     points = []
     for step in range(1, steps + 1):
         alive = collapse_at is None or step < collapse_at
         metrics = {"actor/grad_norm": 2.0 if alive else 0.0, "response_length/mean": 400.0 if alive else 12.0}
         if step % 10 == 0:
             metrics[VAL] = min(peak, peak * step / 50) if alive else 0.02
-        points.append(Point(step, metrics))
+        points.append(StepMetrics(step, metrics))
     return points
 
 

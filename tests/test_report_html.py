@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.history import Point
+from orchestrator.history import StepMetrics
 from orchestrator.report import RunInput, build_report, write_report
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -17,14 +17,14 @@ pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent (install it with `apt-get install -y chromium`)"
 )
 
-def _history(collapse_at: int | None, peak: float) -> list[Point]:
+def _history(collapse_at: int | None, peak: float) -> list[StepMetrics]:
     points = []
     for step in range(1, 81):
         alive = collapse_at is None or step < collapse_at
         metrics = {"actor/entropy": 1.0 if alive else 0.02, "response_length/mean": 300.0 if alive else 9.0}
         if step % 10 == 0:
             metrics[VAL] = min(peak, peak * step / 40) if alive else 0.0
-        points.append(Point(step, metrics))
+        points.append(StepMetrics(step, metrics))
     return points
 
 

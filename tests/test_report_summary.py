@@ -7,13 +7,13 @@ import json
 import pytest
 
 from orchestrator.collapse import CollapseConfig, Verdict, build_rules
-from orchestrator.history import Point
+from orchestrator.history import StepMetrics
 from orchestrator.report import ASHA_STOP, RunInput, build_report, summarize_run
 
 VAL = "val-core/demo/acc/mean@1"
 
 
-def _history(collapse_at: int | None, *, peak: float = 0.6, steps: int = 100) -> list[Point]:
+def _history(collapse_at: int | None, *, peak: float = 0.6, steps: int = 100) -> list[StepMetrics]:
     """A run that learns to `peak` by step 50 (evaluated every 10 steps) and, from `collapse_at`, collapses."""
     points = []
     for step in range(1, steps + 1):
@@ -27,7 +27,7 @@ def _history(collapse_at: int | None, *, peak: float = 0.6, steps: int = 100) ->
         }
         if step % 10 == 0:
             metrics[VAL] = min(peak, peak * step / 50) if alive else 0.02
-        points.append(Point(step, metrics))
+        points.append(StepMetrics(step, metrics))
     return points
 
 
@@ -56,7 +56,7 @@ def test_summarize_run_of_a_collapsed_run() -> None:
 
 
 def test_summarize_run_in_min_mode_picks_the_lowest() -> None:
-    history = [Point(s, {"loss": v}) for s, v in [(1, 3.0), (2, 1.0), (3, 1.0), (4, 2.0)]]
+    history = [StepMetrics(s, {"loss": v}) for s, v in [(1, 3.0), (2, 1.0), (3, 1.0), (4, 2.0)]]
     summary = summarize_run(RunInput("m", history), "loss", "min")
     assert (summary.best_step, summary.best_score) == (2, 1.0)
 
@@ -110,6 +110,6 @@ def test_to_json_has_exactly_the_documented_keys() -> None:
 
 
 def test_to_json_replaces_non_finite_numbers() -> None:
-    history = [Point(1, {VAL: 0.5, "actor/pg_loss": float("nan")}), Point(2, {VAL: 0.4, "actor/pg_loss": 0.1})]
+    history = [StepMetrics(1, {VAL: 0.5, "actor/pg_loss": float("nan")}), StepMetrics(2, {VAL: 0.4, "actor/pg_loss": 0.1})]
     record = summarize_run(RunInput("n", history), VAL, "max", RULES).to_json()
     json.dumps(record, allow_nan=False)

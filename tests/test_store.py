@@ -13,7 +13,7 @@ import pytest
 
 from orchestrator.design import Trial
 from orchestrator.errors import StoreError
-from orchestrator.history import Point
+from orchestrator.history import StepMetrics
 from orchestrator.store import SCHEMA_VERSION, TRIAL_STATUSES, SQLiteStore, status_for_stop_reason
 
 
@@ -50,27 +50,27 @@ def test_store_new_file_has_wal_and_schema_version(tmp_path: Path) -> None:
 def test_store_reopen_keeps_data(tmp_path: Path) -> None:
     path = tmp_path / "sweep.db"
     with _store(path) as store:
-        store.append_metrics("t1", [Point(1, {"a": 1.0})])
+        store.append_metrics("t1", [StepMetrics(1, {"a": 1.0})])
     with SQLiteStore(path) as store:
-        assert store.get_history("t1") == [Point(1, {"a": 1.0})]
+        assert store.get_history("t1") == [StepMetrics(1, {"a": 1.0})]
         assert store.get_sweep("demo").spec == "name: demo\n"
 
 
 def test_store_append_metrics_same_step_and_key_twice_keeps_one_row_with_latest_value(tmp_path: Path) -> None:
     path = tmp_path / "sweep.db"
     store = _store(path)
-    store.append_metrics("t1", [Point(10, {"loss": 1.0, "score": 0.5}), Point(11, {"loss": 0.9})])
-    store.append_metrics("t1", [Point(10, {"loss": 2.0})])  # a retried attempt logs step 10 again
+    store.append_metrics("t1", [StepMetrics(10, {"loss": 1.0, "score": 0.5}), StepMetrics(11, {"loss": 0.9})])
+    store.append_metrics("t1", [StepMetrics(10, {"loss": 2.0})])  # a retried attempt logs step 10 again
     rows = sqlite3.connect(path).execute("SELECT step, key, value FROM metrics ORDER BY step, key").fetchall()
     assert rows == [(10, "loss", 2.0), (10, "score", 0.5), (11, "loss", 0.9)]
-    assert store.get_history("t1") == [Point(10, {"loss": 2.0, "score": 0.5}), Point(11, {"loss": 0.9})]
+    assert store.get_history("t1") == [StepMetrics(10, {"loss": 2.0, "score": 0.5}), StepMetrics(11, {"loss": 0.9})]
     assert store.get_trial("t1").last_step == 11
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, 0.0, -1.5, 1e300, 5e-324])
 def test_store_metric_value_round_trips(value: float) -> None:
     store = _store()
-    store.append_metrics("t1", [Point(3, {"actor/grad_norm": value})])
+    store.append_metrics("t1", [StepMetrics(3, {"actor/grad_norm": value})])
     (point,) = store.get_history("t1")
     back = point.metrics["actor/grad_norm"]
     assert (math.isnan(back) and math.isnan(value)) or back == value
@@ -78,35 +78,35 @@ def test_store_metric_value_round_trips(value: float) -> None:
 
 def test_store_none_value_is_stored_as_nan() -> None:
     store = _store()
-    store.append_metrics("t1", [Point(3, {"x": None})])  # type: ignore[dict-item]
+    store.append_metrics("t1", [StepMetrics(3, {"x": None})])  # type: ignore[dict-item]
     assert math.isnan(store.get_history("t1")[0].metrics["x"])
 
 
 def test_store_nan_replaced_by_a_number_and_back() -> None:
     store = _store()
-    store.append_metrics("t1", [Point(3, {"x": math.nan})])
-    store.append_metrics("t1", [Point(3, {"x": 1.0})])
+    store.append_metrics("t1", [StepMetrics(3, {"x": math.nan})])
+    store.append_metrics("t1", [StepMetrics(3, {"x": 1.0})])
     assert store.get_history("t1")[0].metrics["x"] == 1.0
-    store.append_metrics("t1", [Point(3, {"x": math.nan})])
+    store.append_metrics("t1", [StepMetrics(3, {"x": math.nan})])
     assert math.isnan(store.get_history("t1")[0].metrics["x"])
 
 
 def test_store_get_history_orders_steps_and_leaves_unlogged_metrics_absent() -> None:
     store = _store()
-    store.append_metrics("t1", [Point(20, {"val": 0.7, "loss": 0.1}), Point(5, {"loss": 0.3})])
-    store.append_metrics("t1", [Point(10, {"loss": 0.2})])
+    store.append_metrics("t1", [StepMetrics(20, {"val": 0.7, "loss": 0.1}), StepMetrics(5, {"loss": 0.3})])
+    store.append_metrics("t1", [StepMetrics(10, {"loss": 0.2})])
     assert store.get_history("t1") == [
-        Point(5, {"loss": 0.3}),
-        Point(10, {"loss": 0.2}),
-        Point(20, {"loss": 0.1, "val": 0.7}),
+        StepMetrics(5, {"loss": 0.3}),
+        StepMetrics(10, {"loss": 0.2}),
+        StepMetrics(20, {"loss": 0.1, "val": 0.7}),
     ]
-    assert store.get_history("t1", keys=["val"]) == [Point(20, {"val": 0.7})]
+    assert store.get_history("t1", keys=["val"]) == [StepMetrics(20, {"val": 0.7})]
     assert store.get_history("t2") == []
 
 
 def test_store_delete_metrics_after_step_drops_a_superseded_attempt() -> None:
     store = _store()
-    store.append_metrics("t1", [Point(step, {"loss": float(step)}) for step in range(1, 8)])
+    store.append_metrics("t1", [StepMetrics(step, {"loss": float(step)}) for step in range(1, 8)])
     assert store.delete_metrics("t1", after_step=4) == 3
     assert [p.step for p in store.get_history("t1")] == [1, 2, 3, 4]
     assert store.get_trial("t1").last_step == 4
@@ -182,7 +182,7 @@ def test_store_invalid_values_raise_value_error(call: Callable[[SQLiteStore], An
         lambda s: s.set_trial_collapse("nope", 3),
         lambda s: s.set_trial_attempts("nope", 2),
         lambda s: s.set_trial_stderr_tail("nope", "boom"),
-        lambda s: s.append_metrics("nope", [Point(1, {"a": 1.0})]),
+        lambda s: s.append_metrics("nope", [StepMetrics(1, {"a": 1.0})]),
         lambda s: s.append_metrics("nope", []),
         lambda s: s.get_history("nope"),
         lambda s: s.delete_metrics("nope", after_step=1),
@@ -253,8 +253,8 @@ def test_store_two_connections_see_each_others_writes(tmp_path: Path) -> None:
     path = tmp_path / "sweep.db"
     first = _store(path)
     second = SQLiteStore(path)
-    first.append_metrics("t1", [Point(1, {"a": 1.0})])
-    second.append_metrics("t1", [Point(2, {"a": 2.0})])
+    first.append_metrics("t1", [StepMetrics(1, {"a": 1.0})])
+    second.append_metrics("t1", [StepMetrics(2, {"a": 2.0})])
     assert [p.step for p in first.get_history("t1")] == [1, 2]
     assert second.get_trial("t1").last_step == 2
 
@@ -262,8 +262,8 @@ def test_store_two_connections_see_each_others_writes(tmp_path: Path) -> None:
 def _write_many(path: str, trial_id: str, n_steps: int) -> None:
     store = SQLiteStore(path)
     for step in range(n_steps):
-        store.append_metrics(trial_id, [Point(step, {f"m{k}": step + k / 10 for k in range(20)})])
-        store.append_metrics("shared", [Point(step, {trial_id: float(step)})])
+        store.append_metrics(trial_id, [StepMetrics(step, {f"m{k}": step + k / 10 for k in range(20)})])
+        store.append_metrics("shared", [StepMetrics(step, {trial_id: float(step)})])
         store.append_event(trial_id, "progress", data={"step": step})
         store.set_trial_status(trial_id, "running")
     store.close()

@@ -21,7 +21,7 @@ from ray.tune.search.optuna import OptunaSearch
 from orchestrator.checkpoints import CheckpointKeeper
 from orchestrator.design import Trial
 from orchestrator.engine import BEST, SIGNAL, SweepSettings, TrialRun, tune_environment
-from orchestrator.history import Point
+from orchestrator.history import StepMetrics
 from orchestrator.store import SQLiteStore
 from orchestrator.tune_schedulers import ResumingASHA
 
@@ -40,10 +40,10 @@ def _trial_run(tmp_path: Path, reports: list[dict[str, Any]]) -> tuple[TrialRun,
 
 # Evals at 0, 5 and 10; the objective turns NaN at 10 (the non-finite rule fires there). Step 7: a training step.
 HISTORY = [
-    Point(step=0, metrics={OBJ: 1.0}),
-    Point(step=5, metrics={OBJ: 2.0}),
-    Point(step=7, metrics={"actor/entropy": 0.4}),
-    Point(step=10, metrics={OBJ: math.nan}),
+    StepMetrics(step=0, metrics={OBJ: 1.0}),
+    StepMetrics(step=5, metrics={OBJ: 2.0}),
+    StepMetrics(step=7, metrics={"actor/entropy": 0.4}),
+    StepMetrics(step=10, metrics={OBJ: math.nan}),
 ]
 
 

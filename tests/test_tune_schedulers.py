@@ -15,7 +15,7 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
 from orchestrator.design import Trial
 from orchestrator.engine import SIGNAL, RecordedSignals as _RecordedSignals, SweepSettings
-from orchestrator.history import Point
+from orchestrator.history import StepMetrics
 from orchestrator.store import SQLiteStore
 from orchestrator.tune_schedulers import ResumingASHA, SeedMeanScheduler
 
@@ -36,8 +36,8 @@ def _store(tmp_path: Path, histories: dict[str, list[float]], seeds: dict[str, t
             [Trial(id=tid, name=f"{point}_s{seed}", point=point, levels={}, values={}, seed=seed, overrides={}) for tid, (point, seed) in seeds.items()],
         )
         for tid, scores in histories.items():
-            points = [Point(step=5 * k + 1, metrics={"actor/entropy": 0.5}) for k in range(len(scores))]
-            points += [Point(step=5 * (k + 1), metrics={OBJ: score}) for k, score in enumerate(scores)]
+            points = [StepMetrics(step=5 * k + 1, metrics={"actor/entropy": 0.5}) for k in range(len(scores))]
+            points += [StepMetrics(step=5 * (k + 1), metrics={OBJ: score}) for k, score in enumerate(scores)]
             store.append_metrics(tid, points)
 
 

@@ -23,9 +23,9 @@ class NonFiniteRule:
         objective: The run's objective, watched as well when given.
 
     Example:
-        >>> from orchestrator.history import Point
+        >>> from orchestrator.history import StepMetrics
         >>> rule = NonFiniteRule()
-        >>> rule.check([Point(1, {"actor/grad_norm": 0.3}), Point(2, {"actor/grad_norm": float("nan")})]).step
+        >>> rule.check([StepMetrics(1, {"actor/grad_norm": 0.3}), StepMetrics(2, {"actor/grad_norm": float("nan")})]).step
         2
     """
 

@@ -34,9 +34,9 @@ class ScoreDropRule:
         min_delta: A drop must also exceed this absolute amount.
 
     Example:
-        >>> from orchestrator.history import Point
+        >>> from orchestrator.history import StepMetrics
         >>> scores = {75: 2.21, 135: 1.60, 140: 0.43, 145: 0.0}
-        >>> history = [Point(step, {"val": score}) for step, score in scores.items()]
+        >>> history = [StepMetrics(step, {"val": score}) for step, score in scores.items()]
         >>> verdict = ScoreDropRule("val").check(history)
         >>> verdict.step, verdict.evidence["onset_step"]
         (140, 135)

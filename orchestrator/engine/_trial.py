@@ -18,7 +18,7 @@ from orchestrator.collapse import Verdict
 from orchestrator.design import Trial
 from orchestrator.engine._settings import SIGNAL, STORE_ID, SweepSettings
 from orchestrator.errors import AblateError
-from orchestrator.history import Point, merge_points
+from orchestrator.history import StepMetrics, merge_points
 from orchestrator.judge import EvalReport
 from orchestrator.launchers import LocalLauncher, Status
 from orchestrator.launchers.slurm import SlurmLauncher, cancel_alive
@@ -190,7 +190,7 @@ class TrialRun:
             "resubmitting to resume from the latest checkpoint"
         )
 
-    def _take(self, points: list[Point], keeper: CheckpointKeeper) -> Verdict | None:
+    def _take(self, points: list[StepMetrics], keeper: CheckpointKeeper) -> Verdict | None:
         """Record new points: store, checkpoints, best, Tune reports; return a collapse verdict if a rule fires."""
         if not points:
             return None
@@ -277,7 +277,7 @@ class TrialRun:
         last = self._judge.last_step
         self._wandb_step = -1 if last is None else last
 
-    def _log_wandb(self, point: Point) -> None:
+    def _log_wandb(self, point: StepMetrics) -> None:
         if self._wandb is None or point.step <= self._wandb_step:
             return
         self._wandb.log(dict(point.metrics), step=point.step)

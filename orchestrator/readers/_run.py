@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.history import Point, metric_names, resolve_objective
+from orchestrator.history import StepMetrics, metric_names, resolve_objective
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +21,7 @@ class Run:
     """
 
     name: str
-    points: tuple[Point, ...]
+    points: tuple[StepMetrics, ...]
     n_skipped: int = 0
     format: str = ""
     path: Path | None = None

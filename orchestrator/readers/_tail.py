@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from orchestrator.history import Point
+from orchestrator.history import StepMetrics
 from orchestrator.readers._jsonl import parse_jsonl_line
 
 
@@ -37,7 +37,7 @@ class JsonlTail:
         """Return the file being followed."""
         return self._path
 
-    def poll(self) -> list[Point]:
+    def poll(self) -> list[StepMetrics]:
         """Return the points of the lines completed since the last call, one per line, in file order.
 
         The same step may come twice (verl logs the validation before training as its own record); fold the
@@ -55,7 +55,7 @@ class JsonlTail:
             chunk = file.read()
         self._offset += len(chunk)
         *lines, self._partial = (self._partial + chunk).split(b"\n")
-        points: list[Point] = []
+        points: list[StepMetrics] = []
         for line in lines:
             if not line.strip():
                 continue
@@ -63,5 +63,5 @@ class JsonlTail:
             if record is None:
                 self.n_skipped += 1
                 continue
-            points.append(Point(*record))
+            points.append(StepMetrics(*record))
         return points

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from orchestrator.history import Point
+from orchestrator.history import StepMetrics
 from orchestrator.readers._run import Run, run_name
 
 # 0 keeps every event; the default keeps a sample of 10,000 scalars per tag.
@@ -37,7 +37,7 @@ def read_tensorboard(path: Path) -> Run:
     for tag in tags.get("tensors", []):
         for step, value in _last_attempt(_tensor_scalars(accumulator.Tensors(tag))):
             by_step.setdefault(step, {})[tag] = value
-    points = tuple(Point(step, by_step[step]) for step in sorted(by_step))
+    points = tuple(StepMetrics(step, by_step[step]) for step in sorted(by_step))
     return Run(run_name(path), points, 0, "tensorboard", path)
 
 

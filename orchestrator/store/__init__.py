@@ -17,7 +17,7 @@ Tables:
 
 Non-finite metric values: `value` is a REAL column. SQLite stores +inf and -inf as REAL infinities, so they round
 trip as they are; it cannot store NaN and turns it into NULL. A metrics row exists only for a metric that was
-logged (a metric missing at a step has no row, as in `Point`), so NULL unambiguously means NaN, and `get_history`
+logged (a metric missing at a step has no row, as in `StepMetrics`), so NULL unambiguously means NaN, and `get_history`
 turns it back into `float("nan")`. SQL aggregates skip NULL, so a NaN never wins a `max(value)`.
 
 JSON columns are written by Python's `json` module, which writes NaN and inf as the tokens `NaN` and `Infinity`:

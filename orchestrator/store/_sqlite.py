@@ -15,7 +15,7 @@ from typing import Any
 
 from orchestrator.design import Trial
 from orchestrator.errors import StoreError
-from orchestrator.history import Point
+from orchestrator.history import StepMetrics
 from orchestrator.store._reasons import StopReason
 from orchestrator.store._records import (
     CHECKPOINT_ROLES,
@@ -353,7 +353,7 @@ class SQLiteStore:
 
     # ---- metrics ---------------------------------------------------------------------------------------------
 
-    def append_metrics(self, trial_id: str, points: Iterable[Point]) -> int:
+    def append_metrics(self, trial_id: str, points: Iterable[StepMetrics]) -> int:
         """Write the metrics of some steps in one transaction; a (step, key) already stored is replaced.
 
         Idempotent: writing the same points again (a retried attempt re-logging a step) leaves one row per
@@ -392,7 +392,7 @@ class SQLiteStore:
             )
         return len(rows)
 
-    def get_history(self, trial_id: str, *, keys: Iterable[str] | None = None) -> list[Point]:
+    def get_history(self, trial_id: str, *, keys: Iterable[str] | None = None) -> list[StepMetrics]:
         """Return the trial's metrics as points in increasing step order (NaN restored from NULL).
 
         Args:
@@ -415,7 +415,7 @@ class SQLiteStore:
         by_step: dict[int, dict[str, float]] = {}
         for step, key, value in rows:
             by_step.setdefault(step, {})[key] = math.nan if value is None else value
-        return [Point(step=step, metrics=metrics) for step, metrics in by_step.items()]
+        return [StepMetrics(step=step, metrics=metrics) for step, metrics in by_step.items()]
 
     def delete_metrics(self, trial_id: str, *, after_step: int) -> int:
         """Delete the trial's metrics at steps after `after_step` (what a superseded attempt logged).
