@@ -37,9 +37,9 @@ def rung_milestones(grace_steps: int, max_t: int, reduction_factor: float) -> li
         ValueError: If `grace_steps` or `max_t` is below 1, or `reduction_factor` is at most 1.
     """
     if grace_steps < 1:
-        raise ValueError(f"`grace_steps` must be at least 1 but got {grace_steps}.")
+        raise ValueError(f"`grace_steps` must be >= 1 (got {grace_steps})")
     if max_t < 1:
-        raise ValueError(f"`max_t` must be at least 1 but got {max_t}.")
+        raise ValueError(f"`max_t` must be >= 1 (got {max_t})")
     if reduction_factor <= 1:
         raise ValueError(f"`reduction_factor` must be above 1 but got {reduction_factor}.")
     n_rungs = int(np.log(max_t / grace_steps) / np.log(reduction_factor) + 1)

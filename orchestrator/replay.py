@@ -406,7 +406,7 @@ def replay(
         The per-trial stops and the totals.
     """
     if concurrency is not None and concurrency < 1:
-        raise AblateError(f"`concurrency` must be at least 1 but got {concurrency}.")
+        raise AblateError(f"`concurrency` must be >= 1 (got {concurrency})")
     mode = spec.objective.mode
     collapse = spec.pruning.collapse
     judge = collapse if collapse is not None else CollapseConfig()

@@ -222,7 +222,7 @@ def _seed(text: Any, where: str) -> int | None:
     try:
         return int(text)
     except (TypeError, ValueError):
-        _console.abort(f"{where} must be an integer but got `{text}`")
+        _console.abort(f"{where} must be an integer (got {text!r})")
 
 
 def _group_by_labels(names: Sequence[str], files: Sequence[Path], labels: Path) -> dict[str, _Labels]:

@@ -86,7 +86,7 @@ class LocalLauncher:
 
     def __init__(self, *, grace_s: float = 10.0) -> None:
         if grace_s < 0:
-            raise ValueError(f"`grace_s` must be at least 0 but got {grace_s}.")
+            raise ValueError(f"`grace_s` must be >= 0 (got {grace_s})")
         self._grace_s = grace_s
         self._jobs: dict[str, _Job] = {}
         self._n_started = 0
@@ -200,7 +200,7 @@ class LocalLauncher:
             KeyError: If the handle is unknown.
         """
         if n_lines < 1:
-            raise ValueError(f"`n_lines` must be at least 1 but got {n_lines}.")
+            raise ValueError(f"`n_lines` must be >= 1 (got {n_lines})")
         job = self._job(handle)
         return _tail_lines(job.stderr_path, job.stderr_offset, n_lines)
 

@@ -70,7 +70,7 @@ def _kl_forward(log_prob: torch.Tensor, ref_log_prob: torch.Tensor, kind: str) -
     if kind in ("low_var_kl", "k3"):
         reverse = torch.clamp(-log_ratio, min=-20.0, max=20.0)
         return torch.clamp(torch.exp(reverse) - reverse - 1.0, min=-10.0, max=10.0)
-    raise ValueError(f"kl_loss_type must be one of kl, k1, abs, mse, k2, low_var_kl, k3 but got {kind!r}.")
+    raise ValueError(f"kl_loss_type must be one of kl, k1, abs, mse, k2, low_var_kl, k3 (got {kind!r})")
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -104,7 +104,7 @@ def agg_loss(loss_mat: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Ten
         per_seq = (loss_mat * mask).sum(dim=-1) / (seq_tokens + 1e-8)
         return (per_seq * seq_mask).sum() / seq_mask.sum()
     raise ValueError(f"loss_agg_mode must be one of token-mean, token-sum, seq-mean-token-sum, "
-                     f"seq-mean-token-mean, seq-mean-token-sum-norm but got {mode!r}.")
+                     f"seq-mean-token-mean, seq-mean-token-sum-norm (got {mode!r})")
 
 
 @dataclass(frozen=True)

@@ -281,7 +281,7 @@ def _parse(overrides: Sequence[str]) -> list[Any]:
     from hydra.errors import HydraException
 
     if isinstance(overrides, str):
-        raise MiniConfigError(f"overrides must be a list of strings but got the string {overrides!r}")
+        raise MiniConfigError(f"overrides must be a list of strings (got the string {overrides!r})")
     parser = OverridesParser.create()
     parsed = []
     for line in overrides:
@@ -296,15 +296,15 @@ def _apply(cfg: DictConfig, override: Any) -> None:
     key = override.key_or_group
     line = override.input_line
     if override.is_sweep_override():
-        raise MiniConfigError(f"Could not override '{key}': sweeps are not supported, give one value, got {line!r}")
+        raise MiniConfigError(f"Could not override '{key}': sweeps are not supported, give one value (got {line!r})")
     if override.is_delete():
-        raise MiniConfigError(f"Could not delete '{key}': the mini trainer's keys cannot be deleted, got {line!r}")
+        raise MiniConfigError(f"Could not delete '{key}': the mini trainer's keys cannot be deleted (got {line!r})")
     if override.package is not None:
-        raise MiniConfigError(f"Could not override '{key}': packages (@) are not supported, got {line!r}")
+        raise MiniConfigError(f"Could not override '{key}': packages (@) are not supported (got {line!r})")
     value = override.value()
     exists = _exists(cfg, key)
     if override.is_add() and exists:
-        raise MiniConfigError(f"Could not append to config: an item is already at '{key}', got {line!r}")
+        raise MiniConfigError(f"Could not append to config: an item is already at '{key}' (got {line!r})")
     if exists:
         _set(cfg, key, value, line)
         return
@@ -312,7 +312,7 @@ def _apply(cfg: DictConfig, override: Any) -> None:
         raise MiniConfigError(_not_in_struct(cfg, key, line))
     if not any(key == s or key.startswith(s + ".") for s in ADDABLE_SECTIONS):
         raise MiniConfigError(
-            f"Could not add '{key}': new keys are allowed only under [{', '.join(ADDABLE_SECTIONS)}], got {line!r}"
+            f"Could not add '{key}': new keys are allowed only under [{', '.join(ADDABLE_SECTIONS)}] (got {line!r})"
         )
     with open_dict(cfg):
         OmegaConf.update(cfg, key, value, merge=True, force_add=True)
@@ -321,7 +321,7 @@ def _apply(cfg: DictConfig, override: Any) -> None:
 def _set(cfg: DictConfig, key: str, value: Any, line: str) -> None:
     current = OmegaConf.select(cfg, key)
     if isinstance(current, DictConfig) and not isinstance(value, dict):
-        raise MiniConfigError(f"Could not override '{key}': it is a section, set its keys ({key}.x=...), got {line!r}")
+        raise MiniConfigError(f"Could not override '{key}': it is a section, set its keys ({key}.x=...) (got {line!r})")
     try:
         OmegaConf.update(cfg, key, value, merge=True)
     except Exception as exc:  # struct errors from a nested dict value, validation errors from omegaconf
@@ -346,11 +346,11 @@ def _not_in_struct(cfg: DictConfig, key: str, line: str) -> str:
             where = f"'{parent}'" if parent else "the top level"
             return (
                 f"Could not override '{key}': Key '{part}' is not in struct; keys at {where}: [{known}]; "
-                f"to append a key use +{key}=..., got {line!r}"
+                f"to append a key use +{key}=... (got {line!r})"
             )
         parent = f"{parent}.{part}" if parent else part
         node = node._get_node(part)
-    return f"Could not override '{key}', got {line!r}"  # pragma: no cover - only called for missing keys
+    return f"Could not override '{key}' (got {line!r})"  # pragma: no cover - only called for missing keys
 
 
 def _validate(cfg: DictConfig) -> None:
@@ -358,7 +358,7 @@ def _validate(cfg: DictConfig) -> None:
     for path, default in _walk(defaults):
         if isinstance(default, DictConfig):
             if not isinstance(OmegaConf.select(cfg, path), DictConfig):
-                raise MiniConfigError(f"`{path}` must be a section but got {OmegaConf.select(cfg, path)!r}")
+                raise MiniConfigError(f"`{path}` must be a section (got {OmegaConf.select(cfg, path)!r})")
             continue
         rule = _RULES[path]
         value = _plain(OmegaConf.select(cfg, path))
@@ -390,11 +390,11 @@ def _check_env_vars(cfg: DictConfig) -> None:
     if found is None:
         return
     if not isinstance(found, DictConfig):
-        raise MiniConfigError(f"`ray_kwargs.ray_init.runtime_env.env_vars` must be a mapping but got {_plain(found)!r}")
+        raise MiniConfigError(f"`ray_kwargs.ray_init.runtime_env.env_vars` must be a mapping (got {_plain(found)!r})")
     for name, value in OmegaConf.to_container(found).items():
         if isinstance(value, (dict, list)):
             raise MiniConfigError(
-                f"`ray_kwargs.ray_init.runtime_env.env_vars.{name}` must be a string or a number but got {value!r}"
+                f"`ray_kwargs.ray_init.runtime_env.env_vars.{name}` must be a string or a number (got {value!r})"
             )
 
 
@@ -409,19 +409,19 @@ def _check_relations(cfg: DictConfig) -> None:
         )
     if task.max_digits < task.min_digits:
         raise MiniConfigError(f"`mini.task.max_digits` must be >= mini.task.min_digits={task.min_digits} "
-                              f"but got {task.max_digits}.")
+                              f"(got {task.max_digits})")
     if cfg.data.max_prompt_length < task.max_digits + 1:
         raise MiniConfigError(f"`data.max_prompt_length` must be >= mini.task.max_digits + 1 = {task.max_digits + 1} "
-                              f"but got {cfg.data.max_prompt_length}.")
+                              f"(got {cfg.data.max_prompt_length})")
     if task.n_train_prompts < batch:
         raise MiniConfigError(f"`mini.task.n_train_prompts` must be >= data.train_batch_size={batch} "
-                              f"but got {task.n_train_prompts}.")
+                              f"(got {task.n_train_prompts})")
     if cfg.mini.model.d_model % cfg.mini.model.n_heads != 0:
         raise MiniConfigError(f"`mini.model.n_heads` must divide mini.model.d_model={cfg.mini.model.d_model} "
-                              f"but got {cfg.mini.model.n_heads}.")
+                              f"(got {cfg.mini.model.n_heads})")
     if cfg.algorithm.use_kl_in_reward:
-        raise MiniConfigError("`algorithm.use_kl_in_reward` must be false (the mini trainer has no KL in reward; "
-                              "use actor_rollout_ref.actor.use_kl_loss) but got True.")
+        raise MiniConfigError("`algorithm.use_kl_in_reward` must be false: the mini trainer has no KL in reward; "
+                              "use actor_rollout_ref.actor.use_kl_loss (got True)")
     _check_resume(cfg)
 
 
@@ -433,7 +433,7 @@ def _check_resume(cfg: DictConfig) -> None:
     if not isinstance(path, str) or "global_step_" not in path:
         raise MiniConfigError(
             "`trainer.resume_from_path` must be a path to a global_step_N folder when trainer.resume_mode=resume_path "
-            f"but got {path!r}."
+            f"(got {path!r})"
         )
 
 

@@ -273,7 +273,7 @@ def wilson_ci(k: int, n: int, confidence: float = CONFIDENCE) -> Interval:
         ValueError: If k is not between 0 and n.
     """
     if not 0 <= k <= n:
-        raise ValueError(f"`k` must be between 0 and n={n} but got {k}.")
+        raise ValueError(f"`k` must be between 0 and n={n} (got {k})")
     # No trials: no rate.
     if n == 0:
         return Interval(math.nan, None, None, "wilson", 0, "no runs")
@@ -304,7 +304,7 @@ def clopper_pearson_ci(k: int, n: int, confidence: float = CONFIDENCE) -> Interv
         ValueError: If k is not between 0 and n.
     """
     if not 0 <= k <= n:
-        raise ValueError(f"`k` must be between 0 and n={n} but got {k}.")
+        raise ValueError(f"`k` must be between 0 and n={n} (got {k})")
     # No trials: no rate.
     if n == 0:
         return Interval(math.nan, None, None, "clopper-pearson", 0, "no runs")
@@ -328,7 +328,7 @@ def jeffreys_ci(k: int, n: int, confidence: float = CONFIDENCE) -> Interval:
         ValueError: If k is not between 0 and n.
     """
     if not 0 <= k <= n:
-        raise ValueError(f"`k` must be between 0 and n={n} but got {k}.")
+        raise ValueError(f"`k` must be between 0 and n={n} (got {k})")
     # No trials: no rate.
     if n == 0:
         return Interval(math.nan, None, None, "jeffreys", 0, "no runs")
@@ -353,7 +353,7 @@ def mid_p_ci(k: int, n: int, confidence: float = CONFIDENCE) -> Interval:
         ValueError: If k is not between 0 and n.
     """
     if not 0 <= k <= n:
-        raise ValueError(f"`k` must be between 0 and n={n} but got {k}.")
+        raise ValueError(f"`k` must be between 0 and n={n} (got {k})")
     # No trials: no rate.
     if n == 0:
         return Interval(math.nan, None, None, "mid-p", 0, "no runs")

@@ -212,7 +212,7 @@ class ServiceDB:
             ValueError: If a status is not one of `SWEEP_STATUSES`.
         """
         if "status" in fields and fields["status"] not in SWEEP_STATUSES:
-            raise ValueError(f"`status` must be one of {SWEEP_STATUSES} but got {fields['status']!r}.")
+            raise ValueError(f"`status` must be one of {SWEEP_STATUSES} (got {fields['status']!r})")
         columns = ", ".join(f"{name} = ?" for name in fields)
         with self._connect() as conn:
             cursor = conn.execute(f"UPDATE sweeps SET {columns} WHERE id = ?", (*fields.values(), sweep_id))

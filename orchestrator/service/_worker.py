@@ -180,9 +180,9 @@ class Worker:
         niceness: int = 5,
     ) -> None:
         if max_running < 1:
-            raise ValueError(f"`max_running` must be at least 1 but got {max_running}.")
+            raise ValueError(f"`max_running` must be >= 1 (got {max_running})")
         if not 0 <= niceness <= 19:
-            raise ValueError(f"`niceness` must be between 0 and 19 but got {niceness}.")
+            raise ValueError(f"`niceness` must be between 0 and 19 (got {niceness})")
         self._niceness = niceness
         self._db = db
         self._state = state_dir

@@ -30,7 +30,7 @@ class StopReason(str):
             return text
         if not isinstance(text, str) or not _PATTERN.match(text):
             raise ValueError(
-                f"`reason` has to be one of [completed, collapse:<rule>, asha, failed, cancelled] but got {text!r}."
+                f"`reason` has to be one of [completed, collapse:<rule>, asha, failed, cancelled] (got {text!r})"
             )
         return super().__new__(cls, text)
 

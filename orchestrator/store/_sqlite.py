@@ -119,7 +119,7 @@ class SQLiteStore:
 
     def __init__(self, path: str | Path, *, busy_timeout_s: float = 60.0) -> None:
         if busy_timeout_s <= 0:
-            raise ValueError(f"`busy_timeout_s` must be positive but got {busy_timeout_s}.")
+            raise ValueError(f"`busy_timeout_s` must be > 0 (got {busy_timeout_s})")
         self._memory = str(path) == ":memory:"
         self._path = str(path) if self._memory else str(Path(path))
         self._lock = threading.RLock()
@@ -291,7 +291,7 @@ class SQLiteStore:
     def set_trial_attempts(self, trial_id: str, attempts: int) -> None:
         """Set how many times the trial's trainer was started. Raises KeyError naming a missing id."""
         if attempts < 0:
-            raise ValueError(f"`attempts` must be at least 0 but got {attempts}.")
+            raise ValueError(f"`attempts` must be >= 0 (got {attempts})")
         self._update_trial(trial_id, attempts=attempts)
 
     def set_trial_stop(
@@ -455,7 +455,7 @@ class SQLiteStore:
             ValueError: If `kind` is not lower_snake_case.
         """
         if not _EVENT_KIND.match(kind):
-            raise ValueError(f"`kind` must be lower_snake_case (e.g. `started`) but got {kind!r}.")
+            raise ValueError(f"`kind` must be lower_snake_case such as `started` (got {kind!r})")
         with self._write() as conn:
             if not _exists(conn, "trials", trial_id):
                 raise KeyError(f"no trial `{trial_id}` in {self._path}")
@@ -650,4 +650,4 @@ def _dumps(value: Any) -> str:
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ValueError(f"`{name}` has to be one of [{', '.join(choices)}] but got {value!r}.")
+        raise ValueError(f"`{name}` has to be one of [{', '.join(choices)}] (got {value!r})")
