@@ -4,7 +4,7 @@ Usage: python benchmarks/demo.py   -> benchmarks/results/demo.md
 
 Records the wall time of the whole sweep (Ray start-up and the miniature's one-off warm start included), each
 trial's stop reason, and for every collapse stop how many eval intervals after the onset it came.
-Target (the engine issue): at most 15 minutes on 2 cores; at least one trial stopped by a collapse rule within 2
+Target: at most 15 minutes on 2 cores; at least one trial stopped by a collapse rule within 2
 eval intervals of its onset; every trial's best checkpoint on disk.
 """
 

@@ -1,7 +1,7 @@
 """How long `ablate plan` takes on the shipped sweeps, end to end (process start to exit).
 
 Usage: python benchmarks/plan.py [--repeats N]   -> writes benchmarks/results/plan.md
-Target (issue: foundation): `ablate plan sweeps/seed_ablation.yaml` lists 21 trials, all valid against verl's
+Target: `ablate plan sweeps/seed_ablation.yaml` lists 21 trials, all valid against verl's
 real config, in under 10 s.
 """
 

@@ -1,4 +1,4 @@
-"""Pruning benchmark: what each pruner saves, how soon it stops a collapse, and what it loses (issue 8).
+"""Pruning benchmark: what each pruner saves, how soon it stops a collapse, and what it loses.
 
 Every policy sees the same recorded curves, fed in the same arrival order with the same concurrency, as if the
 runs were live: a run starts when a slot frees, advances one step per time unit, and reports its objective at

@@ -11,7 +11,7 @@ load is open-loop: a second's requests are due on time whether or not the previo
 and a latency runs from the moment its request was due, so a slow server shows up as latency, not as a lower rate.
 Every request is counted: answered 200, answered otherwise, or failed (30 s without an answer, connection error). The load generator runs on the same machine and cores as the service
 and the sweep. The sweep is cancelled and the service stopped afterwards.
-Target (the service issue): every request answered; the p99 latency reported.
+Target: every request answered; the p99 latency reported.
 """
 
 from __future__ import annotations
