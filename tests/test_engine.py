@@ -400,7 +400,7 @@ def test_run_refuses_a_slurm_spec_where_there_is_no_slurm(tmp_path: Path, env: d
 
 def test_leftover_check_recognises_only_this_trials_guard(tmp_path: Path) -> None:
     """A recorded process group is killed only while its leader is still the trial's guard (ids get reused)."""
-    from orchestrator.engine import _is_guard_of
+    from orchestrator.launchers.local import is_guard_of as _is_guard_of
     from orchestrator.launchers import LocalLauncher
     from orchestrator.trainers import Command
 

@@ -20,10 +20,9 @@ from orchestrator.engine._trial import record_checkpoints, run_trial
 from orchestrator.engine._tune import RecordedSignals, StoreCallback
 from orchestrator.errors import AblateError
 from orchestrator.history import resolve_objective
-from orchestrator.launchers.slurm import cancel_alive
 from orchestrator.preflight import check_target, preflight
 from orchestrator.spec import SweepSpec
-from orchestrator.store import TERMINAL, SQLiteStore, TrialRecord, job_ids
+from orchestrator.store import TERMINAL, SQLiteStore, TrialRecord, started
 from orchestrator.sweepdir import SweepDir
 
 
@@ -111,7 +110,7 @@ def run_sweep(
     store.set_sweep_status(spec.name, "running")
     if on_start is not None:
         on_start(store)
-    callback = StoreCallback(settings.db_path, slurm=settings.slurm is not None, max_steps=spec.budget.max_steps)
+    callback = StoreCallback(settings, max_steps=spec.budget.max_steps)
     tuner = _tuner(spec, settings, trials, callback)
     interrupted = False
     try:
@@ -247,12 +246,12 @@ def _check_capacity(spec: SweepSpec, available: dict[str, float]) -> None:
 
 
 def _settle(store: SQLiteStore, sweep_id: str, settings: SweepSettings, interrupted: bool) -> bool:
-    """After Tune returns: kill leftovers, keep every trial's best checkpoint, mark what did not finish."""
+    """After Tune returns: stop leftovers, keep every trial's best checkpoint, mark what did not finish."""
     unfinished = False
+    launcher = settings.launcher()
     for record in store.list_trials(sweep_id):
-        _kill_leftovers(store, record.id, settings.workdir(record.name))
-        if settings.slurm is not None:
-            cancel_alive(job_ids(store, record.id))
+        # A trainer whose worker died (or a Slurm job whose follower did) may still run.
+        launcher.release(started(store, record.id), settings.workdir(record.name))
         _final_checkpoints(store, settings, record)
         if record.status not in TERMINAL:
             unfinished = True
@@ -261,32 +260,6 @@ def _settle(store: SQLiteStore, sweep_id: str, settings: SweepSettings, interrup
     status = "pending" if unfinished else "completed"
     store.set_sweep_status(sweep_id, status)
     return interrupted or unfinished
-
-
-def _kill_leftovers(store: SQLiteStore, trial_id: str, workdir: Path) -> None:
-    """Kill a trainer process group a dead trial worker left behind (belt and braces: the guard does it too).
-
-    A recorded process group id may have been reused since, by anything: a group is killed only while its leader
-    is still this trial's guard (its command line runs the guard on a trainer writing into `workdir`).
-    """
-    import signal
-
-    for event in store.list_events(trial_id, kind="started"):
-        pgid = event.data.get("pgid")
-        if not pgid or not _is_guard_of(int(pgid), workdir):
-            continue
-        try:
-            os.killpg(int(pgid), signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            continue
-
-
-def _is_guard_of(pid: int, workdir: Path) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return False
-    return "_guard.py" in cmdline and str(workdir.absolute()) in cmdline
 
 
 def _final_checkpoints(store: SQLiteStore, settings: SweepSettings, record: Any) -> None:

@@ -9,10 +9,12 @@ from typing import Any
 from orchestrator.collapse import CollapseConfig
 from orchestrator.design import Trial
 from orchestrator.judge import TrialJudge
+from orchestrator.launchers import Launcher, make_launcher
 from orchestrator.launchers.slurm import SlurmOptions
 from orchestrator.search import search_template
 from orchestrator.spec import SweepSpec
 from orchestrator.sweepdir import SweepDir
+from orchestrator.trainers import Trainer, get_trainer
 
 SIGNAL = "signal"
 """The metric reported to Tune for ASHA: best-so-far or an EMA of the objective (never NaN)."""
@@ -66,6 +68,17 @@ class SweepSettings:
     def workdir(self, trial_name: str) -> Path:
         """Return a trial's directory."""
         return self.folder.trial(trial_name)
+
+    def trainer(self) -> Trainer:
+        """Return the trainer builder of this sweep's backend."""
+        options: dict[str, Any] = {}
+        if self.slurm is not None and self.slurm.nodes > 1 and self.backend == "verl":
+            options["private_ray"] = False  # verl joins the Ray cluster the job starts over its nodes
+        return get_trainer(self.backend, **options)
+
+    def launcher(self) -> Launcher:
+        """Return a launcher for this sweep's trainers: local processes, or Slurm jobs for `cluster: slurm`."""
+        return make_launcher(self.slurm, grace_s=self.stop_grace_s, state_poll_s=self.slurm_poll_s)
 
     def judge(self) -> TrialJudge:
         """Return a new judge of one trial's points under this sweep's objective, collapse rules and signal."""

@@ -20,12 +20,11 @@ from orchestrator.engine._settings import SIGNAL, STORE_ID, SweepSettings
 from orchestrator.errors import AblateError
 from orchestrator.history import StepMetrics, merge_points
 from orchestrator.judge import EvalReport
-from orchestrator.launchers import LocalLauncher, Status
-from orchestrator.launchers.slurm import SlurmLauncher, cancel_alive
+from orchestrator.launchers import Launcher, Status
 from orchestrator.readers import JsonlTail, read_jsonl
 from orchestrator.search import BEST
-from orchestrator.store import TERMINAL, SQLiteStore, StopReason, job_ids
-from orchestrator.trainers import RunContext, get_trainer
+from orchestrator.store import TERMINAL, SQLiteStore, StopReason, started
+from orchestrator.trainers import RunContext
 
 
 class TrialFailed(AblateError):
@@ -82,18 +81,10 @@ class TrialRun:
         ctx = RunContext(workdir=self._settings.workdir(record.name), project=self._settings.project, attempt=attempt)
         keeper = CheckpointKeeper(ctx.checkpoint_dir, mode=self._settings.mode)  # type: ignore[arg-type]
         self._resume_history(ctx, keeper)
-        slurm = self._settings.slurm
-        options: dict[str, Any] = {}
-        if slurm is not None and slurm.nodes > 1 and self._settings.backend == "verl":
-            options["private_ray"] = False  # verl joins the Ray cluster the job starts over its nodes
-        command = get_trainer(self._settings.backend, **options).command(trial, ctx)
-        launcher: Any
-        if slurm is None:
-            launcher = LocalLauncher(grace_s=self._settings.stop_grace_s)
-        else:
-            # A job of an earlier attempt may outlive the driver that submitted it: never run two at once.
-            cancel_alive(job_ids(self._store, record.id))
-            launcher = SlurmLauncher(slurm, state_poll_s=self._settings.slurm_poll_s)
+        command = self._settings.trainer().command(trial, ctx)
+        launcher = self._settings.launcher()
+        # A job of an earlier attempt may outlive the worker that started it: never run two at once.
+        launcher.release(started(self._store, record.id), ctx.workdir)
         handle = launcher.start(command, ctx.workdir, attempt=attempt, gpus=self._gpus)
         self._store.append_event(
             record.id,
@@ -112,7 +103,7 @@ class TrialRun:
 
     # ---- following the trainer -------------------------------------------------------------------------------
 
-    def _follow(self, launcher: Any, handle: str, ctx: RunContext, keeper: CheckpointKeeper, attempt: int) -> str:
+    def _follow(self, launcher: Launcher, handle: str, ctx: RunContext, keeper: CheckpointKeeper, attempt: int) -> str:
         tail = JsonlTail(ctx.metrics_path)
         shown: tuple[Status, str] | None = None
         while True:

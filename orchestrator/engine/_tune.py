@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from orchestrator.engine._settings import SIGNAL, STORE_ID, SweepSettings
 from orchestrator.history import resolve_objective
 from orchestrator.judge import Signal
-from orchestrator.launchers.slurm import cancel_alive
-from orchestrator.store import TERMINAL, SQLiteStore, job_ids
+from orchestrator.store import TERMINAL, SQLiteStore, started
 
 
 @dataclass(frozen=True)
@@ -49,7 +47,7 @@ class RecordedSignals:
 class StoreCallback:
     """Tune callback (driver side): records ASHA stops (and cancels their Slurm jobs), retries and final failures."""
 
-    def __new__(cls, db_path: Path, *, slurm: bool = False, max_steps: int | None = None) -> Any:  # a Tune Callback subclass, built lazily so Ray loads only when used
+    def __new__(cls, settings: SweepSettings, *, max_steps: int | None = None) -> Any:  # a Tune Callback subclass, built lazily so Ray loads only when used
         from ray.tune import Callback
 
         class StoreCallback(Callback):
@@ -60,7 +58,7 @@ class StoreCallback:
             @property
             def _store(self) -> SQLiteStore:
                 if self._open is None:
-                    self._open = SQLiteStore(db_path)
+                    self._open = SQLiteStore(settings.db_path)
                 return self._open
 
             def __getstate__(self) -> dict[str, Any]:
@@ -86,10 +84,11 @@ class StoreCallback:
                 evidence = {"signal": result.get(SIGNAL), "objective": result.get("objective")}
                 self._store.set_trial_stop(trial_id, "asha", step=step, evidence=evidence)
                 self._store.append_event(trial_id, "stopped", data={"reason": "asha", "step": step})
-                if slurm:
+                launcher = settings.launcher()
+                if launcher.detached:
                     # Tune may end the trial's worker before its function can cancel the job: cancel it here.
                     # (Recorded first: a worker still following the job sees the stop before the cancellation.)
-                    cancel_alive(job_ids(self._store, trial_id))
+                    launcher.release(started(self._store, trial_id), settings.workdir(record.name))
 
             def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
                 trial_id = trial.config.get("trial_id") or (trial.last_result or {}).get(STORE_ID)

@@ -6,7 +6,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from orchestrator.trainers import Command
 
@@ -48,7 +48,15 @@ class JobState:
 
 @runtime_checkable
 class Launcher(Protocol):
-    """Runs trainer commands somewhere and answers for them by a string handle."""
+    """Runs trainer commands somewhere and answers for them by a string handle.
+
+    The engine drives every launcher through this protocol alone: it records what `describe` returns when a job
+    starts, and hands those records back to `release` to make sure nothing of an earlier attempt still runs.
+    """
+
+    detached: bool
+    """True when a job outlives the process that started it (a Slurm job): the driver then releases a trial's
+    jobs itself when it stops the trial, since the trial's worker may be gone before it could."""
 
     def start(
         self,
@@ -91,6 +99,27 @@ class Launcher(Protocol):
         """
         ...
 
+    def wait(self, handle: str, timeout_s: float | None = None) -> JobState:
+        """Return once the job has ended or `timeout_s` has passed (None: no limit), with its last state."""
+        ...
+
     def stderr_tail(self, handle: str, n_lines: int = 40) -> str:
         """Return the last `n_lines` lines the job wrote to stderr (empty if none)."""
+        ...
+
+    def log_paths(self, handle: str) -> tuple[Path, Path]:
+        """Return the job's stdout and stderr log files."""
+        ...
+
+    def describe(self, handle: str) -> dict[str, Any]:
+        """Return what to record about a started job (JSON-ready): what `release` needs to find it again."""
+        ...
+
+    def release(self, started: Sequence[Mapping[str, Any]], workdir: Path) -> None:
+        """Make sure no job of the given earlier starts still runs, even one a dead process left behind.
+
+        Args:
+            started: What `describe` returned for each earlier start (extra keys are ignored).
+            workdir: The trial's directory those jobs ran in (a recorded id may since name something else).
+        """
         ...

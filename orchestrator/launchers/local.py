@@ -84,6 +84,9 @@ class LocalLauncher:
         <Status.SUCCEEDED: 'SUCCEEDED'>
     """
 
+    detached = False
+    """A local job ends with its guard when the process that started it dies."""
+
     def __init__(self, *, grace_s: float = 10.0) -> None:
         if grace_s < 0:
             raise ValueError(f"`grace_s` must be >= 0 (got {grace_s})")
@@ -225,6 +228,22 @@ class LocalLauncher:
         job = self._job(handle)
         return job.stdout_path, job.stderr_path
 
+    def release(self, started: Sequence[Mapping[str, Any]], workdir: Path) -> None:
+        """Kill the process group of each earlier start that a dead worker left behind (the guard does it too).
+
+        A recorded process group id may have been reused since, by anything: a group is killed only while its
+        leader is still the guard of a trainer writing into `workdir`, on this node.
+        """
+        here = node_name()
+        for data in started:
+            pgid = data.get("pgid")
+            if not pgid or data.get("node", here) != here or not is_guard_of(int(pgid), workdir):
+                continue
+            try:
+                os.killpg(int(pgid), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                continue
+
     def _spawn(
         self,
         command: Command,
@@ -278,6 +297,15 @@ class LocalLauncher:
             _signal_group(job.proc.pid, signal.SIGKILL)
         for job in _wait_gone(live, _KILL_WAIT_S):
             _LOG.warning("local job %s (%s) still has processes after SIGKILL", job.handle, job.program)
+
+
+def is_guard_of(pid: int, workdir: Path) -> bool:
+    """Return True if process `pid` is the guard (`_guard.py`) of a trainer whose command line names `workdir`."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return "_guard.py" in cmdline and str(Path(workdir).absolute()) in cmdline
 
 
 def _gone(job: _Job) -> bool:

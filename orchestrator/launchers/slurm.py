@@ -51,7 +51,7 @@ from orchestrator.errors import AblateError, LaunchError
 from orchestrator.launchers._base import JobState, Status
 from orchestrator.trainers import Command
 
-__all__ = ["SlurmLauncher", "SlurmOptions", "cancel", "cancel_alive", "slurm_templates_dir"]
+__all__ = ["SlurmLauncher", "SlurmOptions", "cancel", "cancel_alive", "render_sbatch", "slurm_templates_dir"]
 
 _LOG = logging.getLogger(__name__)
 # What a `#SBATCH --chdir=`/`--output=` directive can carry unquoted (sbatch reads directives without a shell).
@@ -166,6 +166,9 @@ class SlurmLauncher:
         self._lost_grace_s = lost_grace_s
         self._jobs: dict[str, _Job] = {}
 
+    detached = True
+    """A Slurm job runs on whether or not the process that submitted it lives."""
+
     # ---- the launcher protocol ---------------------------------------------------------------------------------
 
     def start(
@@ -274,6 +277,10 @@ class SlurmLauncher:
         job = self._jobs[handle]
         return {"job_id": job.job_id, "script": str(job.workdir / f"attempt-{job.attempt}.sbatch")}
 
+    def release(self, started: Sequence[Mapping[str, Any]], workdir: Path) -> None:
+        """Cancel every earlier start's job that is still queued or running (a job outlives its submitter)."""
+        cancel_alive([str(data["job_id"]) for data in started if data.get("job_id")])
+
     # ---- the batch script ------------------------------------------------------------------------------------
 
     def render(self, command: Command, workdir: Path, *, attempt: int = 0) -> Path:
@@ -282,39 +289,55 @@ class SlurmLauncher:
         Raises:
             LaunchError: If `workdir` has characters a `#SBATCH` directive cannot carry.
         """
-        import jinja2
-
         workdir = Path(workdir).absolute()
         check_slurm_path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         script = workdir / f"attempt-{attempt}.sbatch"
-        opts = self._options
-        environment = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(self._templates)),
-            undefined=jinja2.StrictUndefined,
-            keep_trailing_newline=True,
-            autoescape=False,
-        )
-        text = environment.get_template("trial.sbatch").render(
-            script=shlex.quote(str(script)),
-            job_name=_JOB_NAME_RE.sub("_", f"{opts.job_prefix}-{workdir.name}")[:128],
-            workdir=workdir,
-            stdout=workdir / f"attempt-{attempt}.stdout.log",
-            stderr=workdir / f"attempt-{attempt}.stderr.log",
-            exit_file=shlex.quote(str(workdir / f"attempt-{attempt}.exit")),
-            nodes=opts.nodes,
-            cpus=max(1, math.ceil(opts.cpus)),
-            time=opts.time,
-            gpus_per_node=opts.gpus_per_node,
-            directives=opts.directives(),
-            multi_node=opts.nodes > 1,
-            ray_cluster_sh=shlex.quote(str(self._templates / "ray_cluster.sh")),
-            python=shlex.quote(sys.executable),
-            attempt=attempt,
-            argv=" ".join(shlex.quote(word) for word in command.argv),
-        )
+        text = render_sbatch(self._options, command, workdir, attempt=attempt, templates=self._templates)
         script.write_text(text)
         return script
+
+
+def render_sbatch(
+    options: SlurmOptions, command: Command, workdir: Path, *, attempt: int = 0, templates: Path | None = None, python: str | None = None
+) -> str:
+    """Return the batch script of one attempt of a trial: pure (nothing is written, nothing is run).
+
+    Args:
+        options: What the job asks for.
+        command: The trainer's command; its argv reaches the trainer word for word.
+        workdir: The trial's directory (absolute): the job's logs, exit file and script go there.
+        attempt: The attempt number, in the files' names.
+        templates: The folder with `trial.sbatch` and `ray_cluster.sh` (default: `slurm_templates_dir()`).
+        python: The interpreter the job's helpers run with (default: this one).
+    """
+    import jinja2
+
+    templates = templates or slurm_templates_dir()
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    return environment.get_template("trial.sbatch").render(
+        script=shlex.quote(str(workdir / f"attempt-{attempt}.sbatch")),
+        job_name=_JOB_NAME_RE.sub("_", f"{options.job_prefix}-{workdir.name}")[:128],
+        workdir=workdir,
+        stdout=workdir / f"attempt-{attempt}.stdout.log",
+        stderr=workdir / f"attempt-{attempt}.stderr.log",
+        exit_file=shlex.quote(str(workdir / f"attempt-{attempt}.exit")),
+        nodes=options.nodes,
+        cpus=max(1, math.ceil(options.cpus)),
+        time=options.time,
+        gpus_per_node=options.gpus_per_node,
+        directives=options.directives(),
+        multi_node=options.nodes > 1,
+        ray_cluster_sh=shlex.quote(str(templates / "ray_cluster.sh")),
+        python=shlex.quote(python or sys.executable),
+        attempt=attempt,
+        argv=" ".join(shlex.quote(word) for word in command.argv),
+    )
 
 
 # ------------------------------------------------------------------------------------------------ job states

@@ -42,7 +42,7 @@ from orchestrator.store._records import (
     status_for_stop_reason,
 )
 from orchestrator.store._sqlite import APPLICATION_ID, SCHEMA_VERSION, SQLiteStore
-from orchestrator.store._views import TERMINAL, job_ids, progress_thread, trial_rows
+from orchestrator.store._views import TERMINAL, progress_thread, started, trial_rows
 
 __all__ = [
     "APPLICATION_ID",
@@ -59,8 +59,8 @@ __all__ = [
     "StopReason",
     "SweepRecord",
     "TrialRecord",
-    "job_ids",
     "progress_thread",
+    "started",
     "status_for_stop_reason",
     "trial_rows",
 ]

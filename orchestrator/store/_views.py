@@ -9,15 +9,15 @@ from typing import Any
 
 from orchestrator.store._sqlite import SQLiteStore
 
-__all__ = ["TERMINAL", "job_ids", "progress_thread", "trial_rows"]
+__all__ = ["TERMINAL", "progress_thread", "started", "trial_rows"]
 
 TERMINAL = ("completed", "stopped", "failed", "cancelled")
 """The statuses of a trial that has ended."""
 
 
-def job_ids(store: SQLiteStore, trial_id: str) -> list[str]:
-    """Return the Slurm job ids of a trial's attempts (from its `started` events)."""
-    return [str(e.data["job_id"]) for e in store.list_events(trial_id, kind="started") if e.data.get("job_id")]
+def started(store: SQLiteStore, trial_id: str) -> list[dict[str, Any]]:
+    """Return what was recorded when each of a trial's attempts started (its launcher's `describe`, and more)."""
+    return [dict(event.data) for event in store.list_events(trial_id, kind="started")]
 
 
 def trial_rows(store: SQLiteStore, sweep_id: str) -> list[dict[str, Any]]:
