@@ -204,12 +204,13 @@ class Level:
 
 def load_levels() -> tuple[list[Level], Level, list[RunInput], Any]:
     """Read the sweep as `ablate report` does; return the levels (baseline first), the baseline, the runs, the spec."""
-    from orchestrator.cli.report import _baseline_levels, _runs_from_store
+    from orchestrator.report import baseline_levels, from_store
 
-    spec, runs, _ = _runs_from_store(SWEEP_DIR)
+    stored = from_store(SWEEP_DIR)
+    spec, runs = stored.spec, stored.runs
     # Only trials that trained their whole budget (a sweep still running, or resumed, has others).
     runs = [run for run in runs if run.stop_reason == "completed"]
-    base = _baseline_levels(spec)
+    base = baseline_levels(spec)
     report = build_report(runs, objective=spec.objective.metric, mode=spec.objective.mode, config=CollapseConfig(), baseline=base)
     factors = list(base)
     groups: dict[tuple[str, ...], list[RunSummary]] = {}

@@ -12,6 +12,7 @@ The interval methods live in `_stats` as small functions and are chosen by `Inte
 """
 
 from orchestrator.report._build import Report, build_report
+from orchestrator.report._from_store import StoredSweep, SweepReport, baseline_levels, from_store, report_sweep
 from orchestrator.report._effects import (
     Comparison,
     Effects,
@@ -59,6 +60,11 @@ from orchestrator.report._summary import (
 )
 
 __all__ = [
+    "StoredSweep",
+    "SweepReport",
+    "baseline_levels",
+    "from_store",
+    "report_sweep",
     "ASHA_STOP",
     "COMPLETED",
     "DEFAULT_METHODS",
