@@ -8,7 +8,8 @@ folder per sweep, `sweeps/<id>/`, holding the spec it runs, `run/` (the engine's
 report) and `run.log` (the output of its `ablate run`).
 """
 
-from orchestrator.service._app import ReportError, Service, create_app
+from orchestrator.service._app import create_app
+from orchestrator.service._state import ReportError, Service
 from orchestrator.service._auth import load_or_create_token
 from orchestrator.service._db import KeyConflict, ServiceDB, ServiceSweep
 from orchestrator.service._submit import SubmissionError, check_submission

@@ -19,7 +19,7 @@ import yaml
 from orchestrator.design import Trial, expand
 from orchestrator.errors import AblateError
 from orchestrator.spec import SweepSpec, parse_spec
-from orchestrator.trainers import RunContext, get_trainer
+from orchestrator.preflight import preflight
 
 SOURCE = "spec"
 BASE_NAME = "base.yaml"
@@ -98,7 +98,7 @@ def check_submission(
             raise SubmissionError([_split(line) for line in str(exc).splitlines()]) from None
         _check_cluster(parsed, cpus, gpus)
         if validate:
-            _check_trials(parsed, expansion.trials)
+            _check_trials(parsed)
     run_data = dict(data)
     if base is None and parsed.trainer.base is not None:
         run_data = {**data, "trainer": {**data["trainer"], "base": str(parsed.trainer.base)}}
@@ -135,26 +135,13 @@ def _check_cluster(spec: SweepSpec, cpus: float | None, gpus: float | None) -> N
         raise SubmissionError(problems)
 
 
-def _check_trials(spec: SweepSpec, trials: list[Trial]) -> None:
-    """Check each trial against the trainer's config and build its command, as `ablate plan` does."""
-    trainer = get_trainer(spec.trainer.backend)
-    workdir = Path(tempfile.gettempdir()) / "ablate-submit"
-
-    def ctx_for(trial: Trial) -> RunContext:
-        return RunContext(workdir=workdir / "trials" / trial.name, project=spec.name)
-
+def _check_trials(spec: SweepSpec) -> None:
+    """Check each trial against the trainer's config and build its command: the pre-flight `ablate plan` runs."""
     try:
-        found = trainer.validate(trials, ctx_for)
+        checked = preflight(spec, Path(tempfile.gettempdir()) / "ablate-submit")
     except AblateError as exc:
         raise SubmissionError([_split(line) for line in str(exc).splitlines()]) from None
-    problems = []
-    for trial in trials:
-        messages = list(found.get(trial.id, []))
-        try:
-            trainer.command(trial, ctx_for(trial))
-        except ValueError as exc:
-            messages.append(str(exc))
-        problems += [(f"trials[{trial.name}]", f"trial {trial.name} ({trial.id}): {m}") for m in messages]
+    problems = [(f"trials[{trial.name}]", f"trial {trial.name} ({trial.id}): {message}") for trial, message in checked.errors()]
     if problems:
         raise SubmissionError(problems)
 

@@ -1,6 +1,6 @@
 """The service's worker: runs queued sweeps, a configurable number at once, on one shared Ray cluster.
 
-Each sweep runs as `ablate run SPEC --out DIR --address RAY` in a child process (`_child`), in its own process group,
+Each sweep runs as `ablate run SPEC --out DIR --address RAY` in a child process (`orchestrator.cli._child`), in its own process group,
 so the service runs sweeps through exactly the engine `ablate run` uses:
 
 - cancel: SIGINT to the child's group, which stops its trainers cleanly as Ctrl-C does;
@@ -353,7 +353,7 @@ class Worker:
     def _start(self, sweep_id: str) -> None:
         home = sweep_home(self._state, sweep_id)
         argv = [
-            sys.executable, "-m", "orchestrator.service._child", "--nice", str(self._niceness),
+            sys.executable, "-m", "orchestrator.cli._child", "--nice", str(self._niceness),
             "run", str(home / SPEC_FILE), "--out", str(home / RUN_DIR), "--no-validate",
         ]  # fmt: skip
         env = dict(os.environ)
@@ -415,13 +415,13 @@ class Worker:
 
 def _cancel_trials(run_dir: Path, name: str) -> None:
     """Record the trials a cancel stopped before they ended as `cancelled` in the sweep's store."""
-    from orchestrator.engine import DB_NAME, TERMINAL
-    from orchestrator.store import SQLiteStore
+    from orchestrator.store import TERMINAL, SQLiteStore
+    from orchestrator.sweepdir import SweepDir
 
-    db = run_dir / DB_NAME
-    if not db.is_file():
+    folder = SweepDir(run_dir)
+    if not folder.exists():
         return
-    with SQLiteStore(db) as store:
+    with SQLiteStore(folder.db) as store:
         if name not in {s.id for s in store.list_sweeps()}:
             return
         for record in store.list_trials(name):

@@ -1,6 +1,6 @@
 """Run an `ablate` command as the service's child: interrupted (as by Ctrl-C) as soon as the service goes away.
 
-`python -m orchestrator.service._child [--nice N] ARGS...` runs `ablate ARGS...` in this process. A thread reads standard
+`python -m orchestrator.cli._child [--nice N] ARGS...` runs `ablate ARGS...` in this process. A thread reads standard
 input, a pipe whose other end only the service holds: when the service exits, however it exits (SIGKILL included),
 the pipe reaches end-of-file, and the thread sends SIGINT to this process, which stops the sweep cleanly and leaves
 it resumable, exactly as Ctrl-C on `ablate run` does. If that does not end the process within the grace period, it
