@@ -78,13 +78,14 @@ def _spec(path: Path, n_trials: int, steps: int) -> None:
 def _commands(spec_path: Path, sweep_dir: Path) -> list[dict[str, object]]:
     from orchestrator.design import expand
     from orchestrator.spec import load_spec
+    from orchestrator.sweepdir import SweepDir
     from orchestrator.trainers import RunContext, get_trainer
 
     spec = load_spec(spec_path)
     trainer = get_trainer("mini")
     out = []
     for trial in expand(spec).trials:
-        ctx = RunContext(sweep_dir / "trials" / trial.name, spec.name)
+        ctx = RunContext(SweepDir(sweep_dir).trial(trial.name), spec.name)
         command = trainer.command(trial, ctx)
         out.append({"argv": list(command.argv), "env": command.env, "workdir": str(ctx.workdir)})
     return out

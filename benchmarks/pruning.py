@@ -37,7 +37,6 @@ import heapq
 import json
 import logging
 import math
-import os
 import shlex
 import statistics
 import sys
@@ -53,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.minigrpo import CURVE_KEYS, VAL_KEY  # noqa: E402
-from orchestrator.history import StepMetrics, default_objective, metric_names  # noqa: E402
+from orchestrator.history import StepMetrics  # noqa: E402
 from orchestrator.replay import RecordedTrial, replay  # noqa: E402
 from orchestrator.spec import SweepSpec, parse_spec  # noqa: E402
 
@@ -136,7 +135,7 @@ def load_verl(data_dir: Path) -> list[Run]:
     runs = []
     for path in sorted(p for p in data_dir.glob("*/*") if p.suffix != ".md"):
         run = read_run(path)
-        objective = default_objective(metric_names(run.points))
+        objective = run.objective  # what `objective: auto` judges it by
         if objective is None:
             continue
         evals = [(p.step, v) for p in run.points if (v := p.get(objective)) is not None and math.isfinite(v)]

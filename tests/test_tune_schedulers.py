@@ -1,5 +1,5 @@
 """The schedulers across a resume: Tune restores an experiment with its scheduler as created (empty); ablate's
-re-record what the restored trials reported before, from the sweep's store (`orchestrator.engine._RecordedSignals`).
+re-record what the restored trials reported before, from the sweep's store (`orchestrator.engine.RecordedSignals`).
 
 Real Tune `Trial` objects and scheduler classes, a real SQLite store; the hooks are called as Tune's controller
 calls them on a restore (`on_trial_add` for every trial, finished ones included, then live results).

@@ -14,7 +14,7 @@ def print_trials(title: str, rows: list[dict[str, Any]]) -> None:
 
     Args:
         title: The table's title (the sweep, its status and counts).
-        rows: The trials as `engine.trial_rows` gives them (the service sends the same rows).
+        rows: The trials as `orchestrator.store.trial_rows` gives them (the service sends the same rows).
     """
     table = Table(title=title)
     for column in ("trial", "seed", "status", "step", "best", "collapse onset", "stop reason", "attempts"):
