@@ -41,7 +41,7 @@ from orchestrator.launchers._base import JobState, Status
 from orchestrator.launchers._guard import group_members
 from orchestrator.trainers import Command
 
-__all__ = ["LocalLauncher", "node_name"]
+__all__ = ["LocalLauncher", "is_guard_of", "node_name"]
 
 _LOG = logging.getLogger(__name__)
 _GUARD = Path(__file__).with_name("_guard.py")
@@ -300,12 +300,15 @@ class LocalLauncher:
 
 
 def is_guard_of(pid: int, workdir: Path) -> bool:
-    """Return True if process `pid` is the guard (`_guard.py`) of a trainer whose command line names `workdir`."""
+    """Return True if process `pid` is the guard (`_guard.py`) of a trainer whose command line names `workdir`.
+
+    A recorded process group id may since name anything; only the guard's command line (`_spawn`) makes it ours.
+    """
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return False
-    return "_guard.py" in cmdline and str(Path(workdir).absolute()) in cmdline
+    return _GUARD.name in cmdline and str(Path(workdir).absolute()) in cmdline
 
 
 def _gone(job: _Job) -> bool:
