@@ -194,6 +194,11 @@ class Service:
                 report_sweep(folder.path, out)
             except AblateError as exc:
                 raise ReportError(str(exc)) from None
+            except Exception as exc:  # a report that fails is a missing report (409), its traceback in the log
+                log.exception("sweep %s: the report failed", sweep.id)
+                raise ReportError(f"{type(exc).__name__}: {exc}") from None
+            if not html.is_file():
+                raise ReportError(f"{folder.path}: the report wrote no {html.name}")
             return html
 
 
