@@ -1,0 +1,148 @@
+"""Convert the public training logs of the run bank into verl's file-logger JSONL.
+
+Each output line is `{"step": N, "data": {"metric": value, ...}}`, one per step, steps ascending; NaN and
+infinities are written as null. The parsers here are independent of `orchestrator.readers` on purpose, so that
+reading the converted files with our reader is a check of both.
+
+Sources handled (see tests/data/bank/PROVENANCE.md for where each original comes from):
+
+- `verl-console`: verl's old console format, `(main_task pid=N) step:N - key:value - ...`. Metric names are kept
+  as verl printed them (`val/test_score/<source>`, `actor/entropy_loss`, `critic/lr(1e-4)`, ...). The validation
+  before training, printed as `Initial validation metrics: {'test_score/<source>': x}`, becomes step 0 under the
+  name the same metric has on later steps, `val/test_score/<source>`.
+- `verl-tensorboard`: TensorBoard event files written by verl's tensorboard logger; every scalar tag is kept
+  under its own (verl) name.
+
+Usage (from the repository root, with the project's virtual environment active; needs `tensorboard`):
+
+    python benchmarks/bank/convert.py            # writes tests/data/bank/runs/*.jsonl
+    python benchmarks/bank/convert.py --check    # converts to memory and compares with the committed files
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "tests" / "data" / "bank" / "runs"
+
+# (output stem, format, original path relative to the repository root)
+RUNS: list[tuple[str, str, str]] = [
+    ("verl-data__gsm8k_qwen2.5-0.5b_ppo_resp256", "verl-console",
+     "tests/data/verl/verl-console-logs/gsm8k_qwen2.5-0.5b_ppo_resp256.log"),
+    ("verl-data__gsm8k_qwen2.5-0.5b_ppo_resp512", "verl-console",
+     "tests/data/verl/verl-console-logs/gsm8k_qwen2.5-0.5b_ppo_resp512.log"),
+    ("verl-data__gsm8k_gemma-2-2b-it_ppo", "verl-console",
+     "tests/data/verl/verl-console-logs/gsm8k_gemma-2-2b-it_ppo.log"),
+] + [
+    (f"verl-async-reward-agent__{name}", "verl-tensorboard", f"tests/data/verl/verl-tensorboard/{name}.tfevents")
+    for name in (
+        "gsm8k_qwen2_7b_async",
+        "gsm8k_qwen2_7b_base",
+        "gsm8k_qwen2_7b_off_ppl",
+        "gsm8k_qwen2_7b_off_ppl_behav",
+        "q3b_fsdp_base",
+        "q3b_fsdp_off_ppl",
+        "q3b_mcore_base",
+        "q3b_mcore_off_ppl",
+        "q7b_fsdp_base",
+        "q7b_fsdp_off_ppl",
+        "q7b_mcore_off",
+    )
+]
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_PREFIX = re.compile(r"^\s*\([^()]*pid=\d+[^()]*\)\s*")
+_STEP = re.compile(r"^step:(\d+) - (.*)$")
+_INITIAL = re.compile(r"Initial validation metrics: (\{.*\})")
+_NP = re.compile(r"^np\.float\d*\((.*)\)$")
+
+
+def _number(text: str) -> float | None:
+    text = text.strip()
+    match = _NP.match(text)
+    if match:
+        text = match.group(1)
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def convert_console(path: Path) -> dict[int, dict[str, float]]:
+    """Parse an old-format verl console log; a repeated step (a restart) keeps its last value of each metric."""
+    steps: dict[int, dict[str, float]] = {}
+    for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        line = _PREFIX.sub("", _ANSI.sub("", raw), count=1).strip()
+        initial = _INITIAL.search(line)
+        if initial:
+            for key, value in ast.literal_eval(initial.group(1)).items():
+                name = key if key.startswith("val/") else f"val/{key}"
+                steps.setdefault(0, {})[name] = float(value)
+            continue
+        match = _STEP.match(line)
+        if not match:
+            continue
+        metrics: dict[str, float] = {}
+        for pair in match.group(2).split(" - "):
+            key, _, value = pair.rpartition(":")
+            number = _number(value)
+            if key and number is not None:
+                metrics[key.strip()] = number
+        # Merged, not replaced: old verl numbers its first training step 0, the step the validation before
+        # training is filed under (a restart's repeated step overwrites metric by metric).
+        steps.setdefault(int(match.group(1)), {}).update(metrics)
+    return steps
+
+
+def convert_tensorboard(path: Path) -> dict[int, dict[str, float]]:
+    """Read every scalar of a TensorBoard event file (a step written twice keeps its last value)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(path), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    steps: dict[int, dict[str, float]] = {}
+    for tag in accumulator.Tags()["scalars"]:
+        for event in accumulator.Scalars(tag):
+            steps.setdefault(int(event.step), {})[tag] = float(event.value)
+    return steps
+
+
+CONVERTERS = {"verl-console": convert_console, "verl-tensorboard": convert_tensorboard}
+
+
+def to_jsonl(steps: dict[int, dict[str, float]]) -> str:
+    lines = []
+    for step in sorted(steps):
+        data = {k: (None if not math.isfinite(v) else v) for k, v in sorted(steps[step].items())}
+        lines.append(json.dumps({"step": step, "data": data}, separators=(",", ":")))
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare with the committed files, write nothing")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    status = 0
+    for stem, fmt, original in RUNS:
+        text = to_jsonl(CONVERTERS[fmt](ROOT / original))
+        target = OUT / f"{stem}.jsonl"
+        if args.check:
+            same = target.exists() and target.read_text() == text
+            print(f"{'ok  ' if same else 'DIFF'} {target.relative_to(ROOT)}")
+            status |= 0 if same else 1
+        else:
+            target.write_text(text)
+            print(f"wrote {target.relative_to(ROOT)} ({text.count(chr(10))} steps)")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
