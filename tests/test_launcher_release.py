@@ -1,8 +1,9 @@
 """`Launcher.release`: what an earlier attempt left running is ended, and nothing else is touched.
 
 The local launcher kills a left-behind process group only while its leader is still the guard of a trainer writing
-into the trial's directory, on this node; the Slurm launcher cancels the recorded jobs Slurm still queues or runs
-(here against a stand-in for scontrol and scancel, so no Slurm is needed).
+into the trial's directory, on this node. The Slurm launcher's release (cancelling the recorded jobs Slurm still
+queues or runs) runs on a real Slurm in tests/test_slurm.py: an ASHA stop cancels its job through it, and
+resubmitted trials release their earlier jobs before they start.
 """
 
 from __future__ import annotations
@@ -14,11 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from orchestrator.launchers import Launcher, LocalLauncher, Status, make_launcher, slurm
+from orchestrator.launchers import Launcher, LocalLauncher, Status
 from orchestrator.launchers._guard import group_members
-from orchestrator.launchers.slurm import SlurmOptions
 from orchestrator.trainers import Command
 
 PY = sys.executable
@@ -75,46 +73,6 @@ def test_local_release_leaves_a_group_that_is_not_a_guard_alone(tmp_path: Path) 
     finally:
         other.kill()
         other.wait()
-
-
-def _fake_slurm(monkeypatch: pytest.MonkeyPatch, states: dict[str, str]) -> list[list[str]]:
-    calls: list[list[str]] = []
-
-    def run(argv: list[str], *, env: Any = None, cwd: Any = None) -> subprocess.CompletedProcess[str]:
-        calls.append(list(argv))
-        if argv[:3] == ["scontrol", "show", "job"]:
-            job = argv[-1]
-            if job in states:
-                return subprocess.CompletedProcess(argv, 0, f"JobId={job} JobState={states[job]} Reason=None ExitCode=0:0\n", "")
-            return subprocess.CompletedProcess(argv, 1, "", "slurm_load_jobs error: Invalid job id specified\n")
-        return subprocess.CompletedProcess(argv, 0, "", "")
-
-    monkeypatch.setattr(slurm, "_run", run)
-    return calls
-
-
-def test_slurm_release_cancels_only_the_jobs_still_queued_or_running(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    calls = _fake_slurm(monkeypatch, {"11": "RUNNING", "12": "COMPLETED", "13": "PENDING", "14": "CANCELLED"})
-    launcher = make_launcher(SlurmOptions(), state_poll_s=1.0)
-    started = [
-        {"job_id": "11", "script": str(tmp_path / "attempt-0.sbatch"), "gpus": [], "argv": ["python"]},
-        {"job_id": "12"},
-        {"job_id": 13},
-        {"job_id": "14"},
-        {"job_id": "99"},  # forgotten by Slurm
-        {"pgid": 4242, "node": "n1"},  # not a Slurm start
-        {"job_id": ""},
-    ]
-    launcher.release(started, tmp_path)
-    assert [argv for argv in calls if argv[0] == "scancel"] == [["scancel", "11", "13"]]
-
-
-def test_slurm_release_of_ended_jobs_runs_no_scancel(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    calls = _fake_slurm(monkeypatch, {"21": "COMPLETED"})
-    launcher = make_launcher(SlurmOptions(), state_poll_s=1.0)
-    launcher.release([], tmp_path)
-    launcher.release([{"job_id": "21"}], tmp_path)
-    assert [argv for argv in calls if argv[0] == "scancel"] == []
 
 
 def test_a_launcher_without_release_is_not_a_launcher() -> None:
