@@ -75,9 +75,17 @@ class Cluster:
         done = subprocess.run(["scontrol", "reconfigure"], env={**os.environ, **self.env}, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise SlurmUnavailable(f"`scontrol reconfigure` failed: {done.stderr.strip()}")
-        shown = subprocess.run(["scontrol", "show", "config"], env={**os.environ, **self.env}, capture_output=True, text=True, check=False)
-        if not re.search(rf"(?m)^MinJobAge\s*=\s*{seconds} sec$", shown.stdout):
-            raise SlurmUnavailable(f"slurmctld did not take MinJobAge={seconds}")
+        # slurmctld applies a reconfigure in the background: ask until it shows the new value.
+        deadline = time.monotonic() + 30
+        while True:
+            shown = subprocess.run(["scontrol", "show", "config"], env={**os.environ, **self.env}, capture_output=True, text=True, check=False)
+            found = re.search(r"(?m)^MinJobAge\s*=\s*(.*)$", shown.stdout)
+            if found is not None and found.group(1).strip() == f"{seconds} sec":
+                return
+            if time.monotonic() > deadline:
+                now = found.group(1).strip() if found else "not shown"
+                raise SlurmUnavailable(f"slurmctld did not take MinJobAge={seconds} within 30 s (it shows {now})")
+            time.sleep(0.5)
 
     def stop(self) -> None:
         """Cancel every job and stop the daemons this cluster started."""
