@@ -26,7 +26,7 @@ class Preflight:
     Attributes:
         spec: The spec.
         trials: The trials the sweep runs (empty for a search: its trials are sampled as it runs).
-        checked: The trials checked: `trials`, or a search's corner trials.
+        checked: The trials checked: `trials`, or a search's corner trials (none when nothing was checked).
         warnings: The design's warnings.
         problems: Trial id -> what is wrong with it (empty lists when valid; only when validated).
         argv: Trial id -> its trainer's argv (empty when it cannot be built).
@@ -65,6 +65,8 @@ def preflight(spec: SweepSpec, sweep_dir: Path, *, validate: bool = True, build:
     """
     expansion = expand(spec)
     trials = list(expansion.trials) if spec.search is None else []
+    if not (validate or build):
+        return Preflight(spec, trials, [], list(expansion.warnings), validated=False)
     checked = list(expansion.trials)
     if spec.search is not None:
         from orchestrator.search import corner_trials
@@ -73,8 +75,6 @@ def preflight(spec: SweepSpec, sweep_dir: Path, *, validate: bool = True, build:
     folder = SweepDir(sweep_dir)
     problems: dict[str, list[str]] = {t.id: [] for t in checked}
     argv: dict[str, list[str]] = {}
-    if not (validate or build):
-        return Preflight(spec, trials, checked, list(expansion.warnings), problems, argv, validate)
     trainer = get_trainer(spec.trainer.backend)
 
     def context(trial: Trial) -> RunContext:
