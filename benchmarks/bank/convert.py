@@ -12,6 +12,11 @@ Sources handled (see tests/data/bank/PROVENANCE.md for where each original comes
   name the same metric has on later steps, `val/test_score/<source>`.
 - `verl-tensorboard`: TensorBoard event files written by verl's tensorboard logger; every scalar tag is kept
   under its own (verl) name.
+- `wandb-history`: a Weights & Biases run history exported as JSON, `{arm: {"id": ..., "columns": [...],
+  "rows": [[...], ...]}}` (the layout of `run.history(pandas=False)`-style exports committed by some projects);
+  the original path is written `<file>#<arm>`. The step is the `_step` column (verl logs with
+  `step=global_steps`); every other numeric column is kept under its own (verl) name; NaN cells (metrics not
+  logged at that step), `_runtime`, `_timestamp` and non-numeric cells (wandb tables) are dropped.
 
 Usage (from the repository root, with the project's virtual environment active; needs `tensorboard`):
 
@@ -55,6 +60,10 @@ RUNS: list[tuple[str, str, str]] = [
         "q7b_fsdp_off_ppl",
         "q7b_mcore_off",
     )
+] + [
+    (f"agentopsd-deepmath__grpo_{arm}", "wandb-history",
+     f"tests/data/bank/originals/agentopsd-deepmath/wandb_history_excerpt.json#{arm}")
+    for arm in ("nopen", "lenpen")
 ]
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -114,7 +123,25 @@ def convert_tensorboard(path: Path) -> dict[int, dict[str, float]]:
     return steps
 
 
+def convert_wandb_history(path: Path, arm: str) -> dict[int, dict[str, float]]:
+    """Read one arm of a wandb history JSON export; `_step` is the step, NaN cells are metrics not logged."""
+    history = json.loads(path.read_text(encoding="utf-8"))[arm]
+    columns = history["columns"]
+    step_at = columns.index("_step")
+    steps: dict[int, dict[str, float]] = {}
+    for row in history["rows"]:
+        metrics = steps.setdefault(int(row[step_at]), {})
+        for name, value in zip(columns, row):
+            if name.startswith("_") or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if math.isnan(value):
+                continue
+            metrics[name] = float(value)
+    return steps
+
+
 CONVERTERS = {"verl-console": convert_console, "verl-tensorboard": convert_tensorboard}
+ARM_CONVERTERS = {"wandb-history": convert_wandb_history}
 
 
 def to_jsonl(steps: dict[int, dict[str, float]]) -> str:
@@ -132,7 +159,11 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     status = 0
     for stem, fmt, original in RUNS:
-        text = to_jsonl(CONVERTERS[fmt](ROOT / original))
+        if fmt in ARM_CONVERTERS:
+            file, _, arm = original.partition("#")
+            text = to_jsonl(ARM_CONVERTERS[fmt](ROOT / file, arm))
+        else:
+            text = to_jsonl(CONVERTERS[fmt](ROOT / original))
         target = OUT / f"{stem}.jsonl"
         if args.check:
             same = target.exists() and target.read_text() == text
