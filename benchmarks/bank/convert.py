@@ -17,6 +17,11 @@ Sources handled (see tests/data/bank/PROVENANCE.md for where each original comes
   the original path is written `<file>#<arm>`. The step is the `_step` column (verl logs with
   `step=global_steps`); every other numeric column is kept under its own (verl) name; NaN cells (metrics not
   logged at that step), `_runtime`, `_timestamp` and non-numeric cells (wandb tables) are dropped.
+- `wandb-csv`: wandb run-history CSV exports (`_step` column, one row per logged step), one file per wandb run; a
+  training run resumed under new wandb runs has several files, given in `RUNS` separated by `;`, oldest first.
+  They are merged step by step, a later file's value replacing an earlier one's for the same step and metric (the
+  same rule as a restart in a console log). Numeric columns are kept under their own (verl) names; other columns
+  (`run_id`) are dropped.
 
 Usage (from the repository root, with the project's virtual environment active; needs `tensorboard`):
 
@@ -64,6 +69,35 @@ RUNS: list[tuple[str, str, str]] = [
     (f"agentopsd-deepmath__grpo_{arm}", "wandb-history",
      f"tests/data/bank/originals/agentopsd-deepmath/wandb_history_excerpt.json#{arm}")
     for arm in ("nopen", "lenpen")
+]
+
+_R360 = "tests/data/bank/originals/reasoning360"
+RUNS += [
+    (f"reasoning360__{stem}", "wandb-csv", ";".join(f"{_R360}/{segment}" for segment in segments))
+    for stem, segments in (
+        ("qwen2.5-7b_guru15k_math2.5k", ("guru15k_math2.5k/run_data_2025-05-07T18-45-04Z.csv",
+                                         "guru15k_math2.5k/run_data_2025-05-08T05-50-32Z.csv")),
+        ("qwen2.5-7b_guru15k_logic2.5k", ("guru15k_logic2.5k/run_data_2025-05-07T19-05-28Z.csv",
+                                          "guru15k_logic2.5k/run_data_2025-05-08T05-52-31Z.csv")),
+        ("qwen2.5-7b_guru15k_codegen2.5k", ("guru15k_codegen2.5k/run_data_2025-05-09T23-46-46Z.csv",)),
+        ("qwen2.5-7b_guru15k_simulation2.5k", ("guru15k_simulation2.5k/run_data_2025-05-07T19-05-31Z.csv",)),
+        ("qwen2.5-7b_guru15k_table2.5k", ("guru15k_table2.5k/run_data_2025-05-08T02-47-34Z.csv",)),
+        ("qwen2.5-7b_guru15k_mix", ("guru15k_mix/run_data_2025-05-11T03-16-49Z.csv",)),
+        ("qwen2.5-7b_guru18k_math3k", ("guru18k_math3k/run_data_2025-05-14T10-34-02Z.csv",)),
+        ("qwen2.5-7b_guru18k_logic3k", ("guru18k_logic3k/run_data_2025-05-14T10-33-53Z.csv",)),
+        ("qwen2.5-7b_guru18k_simulation3k", ("guru18k_simulation3k/run_data_2025-05-14T11-08-31Z.csv",)),
+        ("qwen2.5-7b_guru18k_stem3k", ("guru18k_stem3k/run_data_2025-05-14T10-45-56Z.csv",
+                                       "wandb_data_response_pass/71138-zhoujun-stem3k-guru18k-models--Qwen--Qwen2.5-7B-think/"
+                                       "run_data_2025-05-14T10-45-56Z.csv")),
+        ("qwen2.5-7b_guru18k_table3k", ("guru18k_table3k/run_data_2025-05-14T10-41-24Z.csv",)),
+        ("qwen2.5-7b_guru18k_mix", ("guru18k_mix/run_data_2025-05-14T03-15-19Z.csv",)),
+        ("qwen2.5-7b_guru18k_codegen3k", ("guru18k_codegen3k/run_data_2025-05-14T03-07-32Z.csv",)),
+        ("qwen2.5-7b_guru_full", ("qwen_7b_guru_full/run_data_2025-05-12T02-04-33Z.csv",
+                                  "qwen_7b_guru_full/run_data_2025-05-12T19-00-59Z.csv",
+                                  "qwen_7b_guru_full/run_data_2025-05-12T22-06-25Z.csv")),
+        ("qwen2.5-32b_guru_full", ("qwen_32b_guru_full/run_data_2025-05-12T01-42-07Z.csv",
+                                   "qwen_32b_guru_full/run_data_2025-05-12T19-57-24Z.csv")),
+    )
 ]
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -140,6 +174,24 @@ def convert_wandb_history(path: Path, arm: str) -> dict[int, dict[str, float]]:
     return steps
 
 
+def convert_wandb_csv(paths: list[Path]) -> dict[int, dict[str, float]]:
+    """Merge wandb history CSV exports, oldest first; a later file's value wins for the same step and metric."""
+    import csv
+
+    steps: dict[int, dict[str, float]] = {}
+    for path in paths:
+        with path.open(newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                metrics = steps.setdefault(int(float(row["_step"])), {})
+                for name, text in row.items():
+                    if name.startswith("_") or text in (None, ""):
+                        continue
+                    number = _number(text)
+                    if number is not None:
+                        metrics[name] = number
+    return steps
+
+
 CONVERTERS = {"verl-console": convert_console, "verl-tensorboard": convert_tensorboard}
 ARM_CONVERTERS = {"wandb-history": convert_wandb_history}
 
@@ -159,7 +211,9 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     status = 0
     for stem, fmt, original in RUNS:
-        if fmt in ARM_CONVERTERS:
+        if fmt == "wandb-csv":
+            text = to_jsonl(convert_wandb_csv([ROOT / part for part in original.split(";")]))
+        elif fmt in ARM_CONVERTERS:
             file, _, arm = original.partition("#")
             text = to_jsonl(ARM_CONVERTERS[fmt](ROOT / file, arm))
         else:
