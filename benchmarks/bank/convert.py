@@ -22,6 +22,15 @@ Sources handled (see tests/data/bank/PROVENANCE.md for where each original comes
   They are merged step by step, a later file's value replacing an earlier one's for the same step and metric (the
   same rule as a restart in a console log). Numeric columns are kept under their own (verl) names; other columns
   (`run_id`) are dropped.
+- `markdown-table`: a per-step table in a project's hand-kept markdown log (an excerpt of it: the heading of each
+  run's section and the run's table, verbatim); the original path is written `<file>#<heading prefix>`, and the
+  first table after the first heading line that starts with that prefix and whose first column is `Step` is
+  read. The step is the leading integer of the `Step` cell (`0 (baseline)`, `**700**`, `388 (final)`). Cells
+  are stripped of `**`; `—` (not logged) and approximate cells (`~47%`) are dropped, and so is a row left
+  empty; a value written with `%` is divided by 100. Names: the evaluation columns `tomi`, `hi_tom`, `explore_tom` become
+  `val/test_score/<column>` (the name verl logged them under, which the table abbreviates), `Reward` and
+  `reward/mean` become `critic/rewards/mean`; every other column keeps the table's own header (`KL`,
+  `Entropy`, `Grad Norm`), since the table does not say which verl metric it copied.
 
 Usage (from the repository root, with the project's virtual environment active; needs `tensorboard`):
 
@@ -97,6 +106,27 @@ RUNS += [
                                   "qwen_7b_guru_full/run_data_2025-05-12T22-06-25Z.csv")),
         ("qwen2.5-32b_guru_full", ("qwen_32b_guru_full/run_data_2025-05-12T01-42-07Z.csv",
                                    "qwen_32b_guru_full/run_data_2025-05-12T19-57-24Z.csv")),
+    )
+]
+
+_BERL = "tests/data/bank/originals/berl/grpo_tuning_changelog_excerpt.md"
+RUNS += [
+    (f"berl__{stem}", "markdown-table", f"{_BERL}#{heading}")
+    for stem, heading in (
+        ("r01_ppl_reward_kl0.1", "## Round 1:"),
+        ("r08c_ll_reward_kl0.001", "### Round 8c:"),
+        ("r08f_ll_reward_kl0.05", "### \N{TROPHY} Round 8f:"),
+        ("r11_rule_reward_kl0.001", "## \N{TROPHY}\N{TROPHY} Round 11:"),
+        ("r12_ll_reward_kl0.001", "## Round 12:"),
+        ("r13_power_reward_kl0.05", "## Round 13:"),
+        ("r13b_power_reward_v3eval", "## Round 13b:"),
+        ("r16c_actor_rm_power_v3eval", "## Round 16c:"),
+        ("r17a_dialogue16k", "### Experiment 17a:"),
+        ("r17b_dialogue_filtered", "### Experiment 17b:"),
+        ("r17e_dialogue_wide_clip", "### Experiment 17e:"),
+        ("r17f_dialogue_actor_rm", "### Experiment 17f:"),
+        ("r17g_direct_tom_rule_reward", "### Experiment 17g:"),
+        ("r17j_dialogue_cot_tom2_prompt", "### Experiment 17j:"),
     )
 ]
 
@@ -192,8 +222,58 @@ def convert_wandb_csv(paths: list[Path]) -> dict[int, dict[str, float]]:
     return steps
 
 
+_MD_VALIDATION = ("tomi", "hi_tom", "explore_tom")
+_MD_REWARD = ("Reward", "reward/mean")
+_MD_STEP = re.compile(r"^(\d+)\b")
+
+
+def _md_cells(line: str) -> list[str]:
+    return [cell.strip().replace("**", "").strip() for cell in line.strip().strip("|").split("|")]
+
+
+def convert_markdown_table(path: Path, heading: str) -> dict[int, dict[str, float]]:
+    """Read the `Step` table of the section whose heading starts with `heading` in a markdown log."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(heading))
+    at = start + 1
+    while True:
+        while not lines[at].startswith("|"):
+            if lines[at].startswith("#"):
+                raise ValueError(f"{path}: no Step table under {heading!r}")
+            at += 1
+        if _md_cells(lines[at])[0] == "Step":
+            break
+        while at < len(lines) and lines[at].startswith("|"):
+            at += 1
+    header = _md_cells(lines[at])
+    names = []
+    for column in header[1:]:
+        if column in _MD_VALIDATION:
+            names.append(f"val/test_score/{column}")
+        elif column in _MD_REWARD:
+            names.append("critic/rewards/mean")
+        else:
+            names.append(column)
+    steps: dict[int, dict[str, float]] = {}
+    for line in lines[at + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = _md_cells(line)
+        match = _MD_STEP.match(cells[0])
+        if match is None:
+            raise ValueError(f"{path}: step cell {cells[0]!r} under {heading!r}")
+        metrics = steps.setdefault(int(match.group(1)), {})
+        for name, cell in zip(names, cells[1:]):
+            if cell in ("—", "") or cell.startswith("~"):
+                continue
+            percent = cell.endswith("%")
+            value = float(cell.rstrip("%"))
+            metrics[name] = round(value / 100, 6) if percent else value
+    return {step: metrics for step, metrics in steps.items() if metrics}
+
+
 CONVERTERS = {"verl-console": convert_console, "verl-tensorboard": convert_tensorboard}
-ARM_CONVERTERS = {"wandb-history": convert_wandb_history}
+ARM_CONVERTERS = {"wandb-history": convert_wandb_history, "markdown-table": convert_markdown_table}
 
 
 def to_jsonl(steps: dict[int, dict[str, float]]) -> str:
