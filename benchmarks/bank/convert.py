@@ -31,6 +31,14 @@ Sources handled (see tests/data/bank/PROVENANCE.md for where each original comes
   `val/test_score/<column>` (the name verl logged them under, which the table abbreviates), `Reward` and
   `reward/mean` become `critic/rewards/mean`; every other column keeps the table's own header (`KL`,
   `Entropy`, `Grad Norm`), since the table does not say which verl metric it copied.
+- `trl-log-history`: a TRL `GRPOTrainer` run: its `trainer.state.log_history` saved as JSON (a list of dicts with
+  `step`) plus a per-checkpoint evaluation CSV (`step`, `gsm8k_acc`, ...); the original is written
+  `<log_history.json>;<summary.csv>`. TRL's names are kept (`entropy`, `grad_norm`, `completions/mean_length`,
+  `completions/clipped_ratio`, `frac_reward_zero_std`), except two, mapped to the verl names the project reads:
+  `reward` (the mean of the summed reward functions) becomes `critic/score/mean`, and the CSV's `gsm8k_acc` (the
+  checkpoint's held-out GSM8K accuracy) becomes `val/test_score/gsm8k`. `epoch` and the trainer's closing summary
+  entry (`train_runtime`, ...) are dropped, and so are the CSV's other columns (probes of the checkpoint, not
+  training metrics).
 
 Usage (from the repository root, with the project's virtual environment active; needs `tensorboard`):
 
@@ -128,6 +136,13 @@ RUNS += [
         ("r17g_direct_tom_rule_reward", "### Experiment 17g:"),
         ("r17j_dialogue_cot_tom2_prompt", "### Experiment 17j:"),
     )
+]
+
+_JASON = "tests/data/bank/originals/rlvr-jason-0.5b"
+RUNS += [
+    (f"rlvr-jason-0.5b__{run}", "trl-log-history",
+     f"{_JASON}/{run}/stageA_log_history_excerpt.json;{_JASON}/{run}/summary.csv")
+    for run in ("run1", "run2")
 ]
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -272,6 +287,29 @@ def convert_markdown_table(path: Path, heading: str) -> dict[int, dict[str, floa
     return {step: metrics for step, metrics in steps.items() if metrics}
 
 
+_TRL_RENAME = {"reward": "critic/score/mean"}
+_TRL_DROP = {"step", "epoch"}
+
+
+def convert_trl_log_history(log_path: Path, eval_path: Path) -> dict[int, dict[str, float]]:
+    """Merge a TRL log_history JSON with its per-checkpoint GSM8K evaluation CSV."""
+    import csv
+
+    steps: dict[int, dict[str, float]] = {}
+    for entry in json.loads(log_path.read_text(encoding="utf-8")):
+        if "train_runtime" in entry:
+            continue
+        metrics = steps.setdefault(int(entry["step"]), {})
+        for name, value in entry.items():
+            if name in _TRL_DROP or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            metrics[_TRL_RENAME.get(name, name)] = float(value)
+    with eval_path.open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            steps.setdefault(int(row["step"]), {})["val/test_score/gsm8k"] = float(row["gsm8k_acc"])
+    return steps
+
+
 CONVERTERS = {"verl-console": convert_console, "verl-tensorboard": convert_tensorboard}
 ARM_CONVERTERS = {"wandb-history": convert_wandb_history, "markdown-table": convert_markdown_table}
 
@@ -293,6 +331,9 @@ def main() -> int:
     for stem, fmt, original in RUNS:
         if fmt == "wandb-csv":
             text = to_jsonl(convert_wandb_csv([ROOT / part for part in original.split(";")]))
+        elif fmt == "trl-log-history":
+            log_file, eval_file = original.split(";")
+            text = to_jsonl(convert_trl_log_history(ROOT / log_file, ROOT / eval_file))
         elif fmt in ARM_CONVERTERS:
             file, _, arm = original.partition("#")
             text = to_jsonl(ARM_CONVERTERS[fmt](ROOT / file, arm))
