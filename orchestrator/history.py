@@ -11,9 +11,12 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from orchestrator.evalsets import eval_set
+
 __all__ = [
     "History",
     "StepMetrics",
+    "choose_objective",
     "default_objective",
     "is_validation_metric",
     "merge_points",
@@ -78,30 +81,51 @@ def is_validation_metric(metric: str) -> bool:
     return metric.startswith(_VALIDATION_PREFIXES)
 
 
-def default_objective(keys: Iterable[str]) -> str | None:
-    """Pick the metric a run is judged by when the spec names none.
+def default_objective(keys: Iterable[str], eval_sizes: Mapping[str, int] | None = None) -> str | None:
+    """Pick the metric a run is judged by when the spec names none (`choose_objective` without the reason)."""
+    return choose_objective(keys, eval_sizes)[0]
 
-    The choice, in order: the first `val-core/<data_source>/<variable>/mean@N` metric (data_source may contain
-    `/`; ties are broken by data source, variable, then the smallest N), else the first old-style
-    `val/test_score/<data_source>` metric, else the training score `critic/score/mean`.
+
+def choose_objective(keys: Iterable[str], eval_sizes: Mapping[str, int] | None = None) -> tuple[str | None, str]:
+    """Pick the metric a run is judged by when the spec names none, and say why.
+
+    The choice, in order: a `val-core/<data_source>/<variable>/mean@N` metric of the largest evaluation set (its
+    size from `eval_sizes`, else a common benchmark's known size; sets of unknown size rank last, ties go to the
+    data source's name; within a set the variable's name, then the smallest N), else the first old-style
+    `val/test_score/<data_source>` metric, else the training score `critic/score/mean`. The largest set is the
+    least noisy one: on 30 problems one problem moves the score by 0.033, on 500 by 0.002.
 
     Args:
         keys: Metric names, e.g. `metric_names(history)`.
+        eval_sizes: The spec's `objective.eval_sizes` (data source -> problems).
 
     Returns:
-        The metric name, or None when none of them was logged.
+        The metric name (None when none of them was logged) and one sentence on why it was chosen.
     """
     names = set(keys)
     core = [match for match in map(_VAL_CORE.match, names) if match]
     if core:
-        best = min(core, key=lambda m: (m["source"], m["variable"], int(m["n"])))
-        return best.string
+        by_source: dict[str, re.Match[str]] = {}
+        for match in sorted(core, key=lambda m: (m["source"], m["variable"], int(m["n"]))):
+            by_source.setdefault(match["source"], match)
+        sets = {source: eval_set(match.string, eval_sizes) for source, match in by_source.items()}
+        ranked = sorted(by_source, key=lambda source: (-(sets[source].size or 0), source))  # type: ignore[union-attr]
+        chosen = by_source[ranked[0]].string
+        listed = ", ".join(sets[source].describe() for source in ranked)  # type: ignore[union-attr]
+        if len(ranked) == 1:
+            return chosen, f"the only evaluation set logged ({listed})"
+        if sets[ranked[0]].size is None:  # type: ignore[union-attr]
+            return chosen, (
+                f"the first by name of {len(ranked)} evaluation sets of unknown size ({listed}); set "
+                "`objective.eval_sizes` to judge by the largest"
+            )
+        return chosen, f"the largest of {len(ranked)} evaluation sets logged ({listed})"
     old = sorted(name for name in names if _OLD_VAL.match(name))
     if old:
-        return old[0]
+        return old[0], "the first old-style validation score logged"
     if _TRAIN_SCORE in names:
-        return _TRAIN_SCORE
-    return None
+        return _TRAIN_SCORE, "no validation metric logged: the training score"
+    return None, "no validation metric and no training score logged"
 
 
 def merge_records(records: Iterable[tuple[int, Mapping[str, float]]]) -> list[StepMetrics]:
@@ -154,7 +178,13 @@ def _has_training_metrics(metrics: Mapping[str, float]) -> bool:
     return any(not is_validation_metric(name) for name in metrics)
 
 
-def resolve_objective(metric: str, points: Sequence[StepMetrics], *, finished: bool = False) -> tuple[str | None, int | None]:
+def resolve_objective(
+    metric: str,
+    points: Sequence[StepMetrics],
+    *,
+    finished: bool = False,
+    eval_sizes: Mapping[str, int] | None = None,
+) -> tuple[str | None, int | None]:
     """Return the metric a run is judged by, and the index of the point that fixed it.
 
     This is the one resolution of the spec's `objective.metric`, used by the live trial, resume, replay, the
@@ -167,13 +197,14 @@ def resolve_objective(metric: str, points: Sequence[StepMetrics], *, finished: b
         metric: The spec's `objective.metric` (a metric name, or `auto`).
         points: The run's points in increasing step order.
         finished: The points are the run's whole history.
+        eval_sizes: The spec's `objective.eval_sizes`, for choosing among several evaluation sets.
     """
     if metric != "auto":
         return metric, 0
     for index, point in enumerate(points):
         if any(is_validation_metric(key) for key in point.metrics):
-            return default_objective(point.metrics), index
+            return default_objective(point.metrics, eval_sizes), index
     if finished and points:
-        fallback = default_objective(metric_names(points))
+        fallback = default_objective(metric_names(points), eval_sizes)
         return (fallback, len(points) - 1) if fallback is not None else (None, None)
     return None, None

@@ -9,11 +9,11 @@ keep the same things.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from orchestrator.collapse import CollapseConfig, Rule, Verdict, build_rules, collapse_walk, first_verdict
-from orchestrator.history import StepMetrics, resolve_objective
+from orchestrator.history import StepMetrics, choose_objective, resolve_objective
 
 __all__ = ["EvalReport", "Judgement", "Signal", "TrialJudge"]
 
@@ -90,13 +90,24 @@ class TrialJudge:
         collapse: The collapse rules' config; None turns collapse stops off.
         signal: The scheduler's signal kind (`best` or `ema`).
         ema_alpha: The EMA's weight (for `signal: ema`).
+        eval_sizes: The spec's `objective.eval_sizes` (data source -> problems): which evaluation set `auto`
+            takes, and how noisy its evaluations are.
     """
 
     def __init__(
-        self, objective: str, mode: str, collapse: CollapseConfig | None, *, signal: str = "best", ema_alpha: float = 0.5
+        self,
+        objective: str,
+        mode: str,
+        collapse: CollapseConfig | None,
+        *,
+        signal: str = "best",
+        ema_alpha: float = 0.5,
+        eval_sizes: Mapping[str, int] | None = None,
     ) -> None:
         self._metric, self._mode, self._collapse = objective, mode, collapse
+        self._eval_sizes = dict(eval_sizes or {})
         self._objective: str | None = None if objective == "auto" else objective
+        self._why = "named by the spec" if objective != "auto" else None
         self._rules: list[Rule] | None = None
         self._signal = Signal(signal, mode, ema_alpha)
         self._best_so_far = Signal("best", mode, 1.0)
@@ -107,6 +118,11 @@ class TrialJudge:
     def objective(self) -> str | None:
         """The metric the trial is judged by; None while `auto` has not seen a validation metric."""
         return self._objective
+
+    @property
+    def objective_reason(self) -> str | None:
+        """Why the trial is judged by `objective` (for `auto`: which evaluation set, and its size); None before."""
+        return self._why
 
     @property
     def best(self) -> tuple[int, float] | None:
@@ -171,7 +187,9 @@ class TrialJudge:
 
     def _score(self, point: StepMetrics) -> float | None:
         if self._objective is None:
-            self._objective = resolve_objective(self._metric, [point])[0]
+            self._objective = resolve_objective(self._metric, [point], eval_sizes=self._eval_sizes)[0]
+            if self._objective is not None:
+                self._why = choose_objective(point.metrics, self._eval_sizes)[1]
         return point.get(self._objective) if self._objective else None
 
     def _note_best(self, step: int, score: float) -> None:
@@ -184,5 +202,5 @@ class TrialJudge:
         if self._collapse is None or self._objective is None:
             return None
         if self._rules is None:
-            self._rules = build_rules(self._collapse, self._objective, self._mode)  # type: ignore[arg-type]
+            self._rules = build_rules(self._collapse, self._objective, self._mode, self._eval_sizes)  # type: ignore[arg-type]
         return first_verdict(self._rules, self.history)

@@ -76,6 +76,7 @@ def preflight(spec: SweepSpec, sweep_dir: Path, *, validate: bool = True, build:
     problems: dict[str, list[str]] = {t.id: [] for t in checked}
     argv: dict[str, list[str]] = {}
     trainer = get_trainer(spec.trainer.backend)
+    _check_eval_sizes(spec, trainer.eval_sources)
 
     def context(trial: Trial) -> RunContext:
         return RunContext(workdir=folder.trial(trial.name), project=spec.name)
@@ -91,6 +92,18 @@ def preflight(spec: SweepSpec, sweep_dir: Path, *, validate: bool = True, build:
                 problems[trial.id].append(str(exc))
                 argv[trial.id] = []
     return Preflight(spec, trials, checked, list(expansion.warnings), problems, argv, validate)
+
+
+def _check_eval_sizes(spec: SweepSpec, logged: tuple[str, ...] | None) -> None:
+    """Refuse an `objective.eval_sizes` entry for a data source the trainer never logs (when that is known)."""
+    if logged is None:
+        return
+    unknown = [source for source in spec.objective.eval_sizes if source not in logged]
+    if unknown:
+        raise AblateError(
+            f"objective.eval_sizes: the {spec.trainer.backend} trainer never logs the data source "
+            f"`{unknown[0]}` (it logs: {', '.join(logged)})"
+        )
 
 
 def check_target(spec: SweepSpec, sweep_dir: Path) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from orchestrator.evalsets import eval_source
 from orchestrator.collapse import CollapseConfig, Verdict, build_rules, first_verdict
 from orchestrator.errors import AblateError
 from orchestrator.history import StepMetrics
@@ -407,6 +408,7 @@ def replay(
     """
     if concurrency is not None and concurrency < 1:
         raise AblateError(f"`concurrency` must be >= 1 (got {concurrency})")
+    _check_eval_sizes(spec, trials)
     mode = spec.objective.mode
     collapse = spec.pruning.collapse
     judge = collapse if collapse is not None else CollapseConfig()
@@ -417,7 +419,8 @@ def replay(
         points = trial.points
         verdict, reports, objective = _judge_as_live(spec, points)
         # Healthy at the end: no collapse rule (the spec's, or the defaults) fires on the whole recorded history.
-        healthy[index] = objective is None or first_verdict(build_rules(judge, objective, mode), points) is None
+        rules = build_rules(judge, objective, mode, spec.objective.eval_sizes) if objective is not None else []
+        healthy[index] = first_verdict(rules, points) is None
         end_step = verdict.step if verdict is not None else (points[-1].step if points else None)
         plans.append(_Plan(index, trial, objective, verdict, end_step, reports if asha is not None else []))
     asha_stops = _replay_asha(spec, plans, concurrency, seed) if asha is not None else {}
@@ -440,6 +443,17 @@ def replay(
     )
 
 
+def _check_eval_sizes(spec: SweepSpec, trials: Sequence[RecordedTrial]) -> None:
+    """Refuse `objective.eval_sizes` naming a data source that no recorded trial logs."""
+    if not spec.objective.eval_sizes:
+        return
+    logged = {eval_source(name) for trial in trials for point in trial.points for name in point.metrics}
+    for source in spec.objective.eval_sizes:
+        if source not in logged:
+            known = ", ".join(sorted(s for s in logged if s is not None)) or "none"
+            raise AblateError(f"objective.eval_sizes: no trial logs the data source `{source}` (logged: {known})")
+
+
 def _judge_as_live(spec: SweepSpec, points: Sequence[StepMetrics]) -> tuple[Verdict | None, list[tuple[int, float | None]], str | None]:
     """Judge a recorded history with the live trial's judge, one point at a time.
 
@@ -454,6 +468,7 @@ def _judge_as_live(spec: SweepSpec, points: Sequence[StepMetrics]) -> tuple[Verd
         spec.pruning.collapse,
         signal=asha.signal if asha is not None else "best",
         ema_alpha=asha.ema_alpha if asha is not None else 0.5,
+        eval_sizes=spec.objective.eval_sizes,
     )
     reports: list[tuple[int, float | None]] = []
     for point in points:

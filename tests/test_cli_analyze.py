@@ -157,8 +157,14 @@ def test_analyze_skips_malformed_lines_with_a_warning(tmp_path: Path) -> None:
         (["{demo}", "--labels", "nowhere.yaml"], "error: `--labels` `nowhere.yaml` does not exist"),
         (["{demo}", "--objective", "val/nothing"], "error: no run logged `--objective` `val/nothing`"),
         (["{demo}", "--group-by", "kl", "--labels", "{labels}"], "error: pass either `--group-by` or `--labels`"),
+        (["{demo}", "--eval-size", "demo=0"], "error: `--eval-size` demo: the size must be a whole number of problems, at least 1 (got '0')"),
+        (["{demo}", "--eval-size", "aime24=30"], "error: `--eval-size`: no run logs the data source `aime24` (logged: demo)"),
+        (["{demo}", "--eval-size", "30"], "error: `--eval-size` takes SOURCE=N, e.g. aime24=30 (got '30')"),
     ],
-    ids=["missing-file", "bad-regex", "regex-matches-nothing", "labels-missing-run", "labels-missing", "objective", "both"],
+    ids=[
+        "missing-file", "bad-regex", "regex-matches-nothing", "labels-missing-run", "labels-missing", "objective", "both",
+        "eval-size-0", "eval-size-unlogged-source", "eval-size-not-a-pair",
+    ],
 )
 def test_analyze_bad_input_is_one_line_and_exit_2(demo: Path, tmp_path: Path, args: list[str], message: str) -> None:
     labels = tmp_path / "labels.yaml"
@@ -169,3 +175,30 @@ def test_analyze_bad_input_is_one_line_and_exit_2(demo: Path, tmp_path: Path, ar
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith(message.format(labels=labels)), result.stderr
     assert "Traceback" not in result.output
+
+
+def test_analyze_judges_small_sets_against_their_noise_and_flags_a_run_that_ends_collapsed(tmp_path: Path) -> None:
+    """A drop within the noise of 30 problems is no collapse; a run that falls at its last evaluation is flagged."""
+    runs = {
+        # AIME 2024 (30 problems, a known size): 0.60 -> 0.40-0.43 is a 25% loss but within the noise.
+        "noisy": ("val-core/aime24/reward/mean@1", [13, 16, 18, 14, 17, 12, 13, 15, 11, 12], 30),
+        # 1000 problems (given with --eval-size): the last evaluation loses 41% of the gain, far beyond the noise.
+        "ending": ("val-core/big/reward/mean@1", [400, 600, 800, 850, 840, 845, 850, 500], 1000),
+    }
+    paths = []
+    for name, (metric, counts, n) in runs.items():
+        rows = [{"step": 10 * (i + 1), "data": {metric: c / n, "actor/grad_norm": 1.0}} for i, c in enumerate(counts)]
+        paths.append(tmp_path / f"{name}.jsonl")
+        paths[-1].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = runner.invoke(app, ["analyze", *map(str, paths), "--out", str(tmp_path / "r"), "--eval-size", "big=1000", "--json"])
+    assert result.exit_code == 0, result.output
+    judged = {r["run"]: r for r in json.loads(result.stdout)}
+    assert judged["noisy"]["collapse"] is None
+    ending = judged["ending"]["collapse"]
+    assert ending["confirmed"] is False and ending["step"] == 80 and ending["rule"] == "score_drop"
+    assert "Objective `val-core/big/reward/mean@1`: the only evaluation set logged (big: 1000 problems (spec))" in result.stderr
+    assert "aime24: 30 problems (known)" in result.stderr
+    table = runner.invoke(app, ["analyze", *map(str, paths), "--out", str(tmp_path / "r2"), "--eval-size", "big=1000"])
+    assert "80 (score_drop, unconfirmed)" in table.stdout
+    markdown = (tmp_path / "r2" / "report.md").read_text()
+    assert "ended collapsed, unconfirmed" in markdown and "binomial noise" in markdown

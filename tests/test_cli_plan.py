@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
@@ -127,3 +128,35 @@ def test_cli_help_shows_every_command_and_its_defaults() -> None:
     run_help = " ".join(runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).stdout.split())
     assert "(default: runs/<name>)" in run_help
     assert "(default: start a local one)" in run_help
+
+
+@pytest.mark.parametrize(
+    ("objective", "message"),
+    [
+        ("{eval_sizes: {mini: 0}}", "error: {path}: objective.eval_sizes: the size of `mini` must be at least 1 problem (got 0)"),
+        ("{eval_sizes: {aime24: 30}}", "error: objective.eval_sizes: the mini trainer never logs the data source `aime24` (it logs: mini)"),
+    ],
+    ids=["size-0", "source-never-logged"],
+)
+def test_plan_refuses_bad_eval_sizes(tmp_path: Path, objective: str, message: str) -> None:
+    path = tmp_path / "sizes.yaml"
+    path.write_text(
+        f"name: x\ntrainer: {{backend: mini}}\nfactors: {{kl: [0, 0.1]}}\nobjective: {objective}\n"
+        "budget: {max_steps: 10, eval_every: 5, save_every: 5}\n"
+    )
+    result = runner.invoke(app, ["plan", str(path)])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [message.format(path=path)], result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_plan_states_the_objective_and_its_evaluation_set(tmp_path: Path) -> None:
+    path = tmp_path / "sizes.yaml"
+    path.write_text(
+        "name: x\ntrainer: {backend: mini}\nfactors: {kl: [0, 0.1]}\nobjective: {eval_sizes: {mini: 512}}\n"
+        "budget: {max_steps: 10, eval_every: 5, save_every: 5}\n"
+    )
+    result = runner.invoke(app, ["plan", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "objective: auto (the val-core/<source>/<var>/mean@N of the largest evaluation set the trainer logs); evaluation sets: mini 512 problems, max" in result.stdout

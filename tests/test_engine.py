@@ -77,6 +77,8 @@ def test_run_stops_a_collapsing_trial_and_keeps_best_checkpoints(
     status = run_ablate(["status", str(out)], env)
     assert status.returncode == 0
     assert collapsed.stop_reason in status.stdout
+    # Which metric judged the trials, and why.
+    assert "objective (2 trial(s)): val-core/mini/reward/mean@1: named by the spec" in status.stdout
     # The report reads the same store: the recorded stop is the collapse, each trial's best checkpoint is named.
     report = run_ablate(["report", str(out), "--json"], env)
     assert report.returncode == 0, report.stderr[-3000:]

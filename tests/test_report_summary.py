@@ -104,7 +104,7 @@ def test_asha_stop_is_neither_collapsed_nor_survived_in_the_rate() -> None:
 def test_to_json_has_exactly_the_documented_keys() -> None:
     record = summarize_run(RunInput("bad", _history(65)), VAL, "max", RULES).to_json()
     assert list(record) == ["run", "best_step", "best_score", "final_step", "collapse", "metrics_at_best", "metrics_after"]
-    assert set(record["collapse"]) == {"step", "rule", "evidence"}
+    assert set(record["collapse"]) == {"step", "rule", "confirmed", "evidence"}
     assert record["collapse"]["evidence"]["onset_step"] <= record["collapse"]["step"] or record["collapse"]["rule"] != "score_drop"
     json.dumps(record, allow_nan=False)
 

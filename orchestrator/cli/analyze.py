@@ -46,6 +46,9 @@ def analyze(
         None, "--objective", help="The metric runs are judged by (default: the first val-core/.../mean@N, else val/test_score/..., else critic/score/mean)."
     ),
     mode: _Mode = typer.Option(_Mode.max, "--mode", help="Whether a higher (max) or lower (min) objective is better."),
+    eval_size: list[str] = typer.Option(
+        None, "--eval-size", metavar="SOURCE=N", help="Problems in a data source's evaluation set, e.g. aime24=30 (repeatable): the rules judge drops against its noise."
+    ),
     out: Path = typer.Option(Path("ablate-report"), "--out", help="Folder for report.md, report.html, PNGs, trials.csv, summary.json."),
     json_out: bool = typer.Option(
         False, "--json", help="Print, per run: run, best_step, best_score, final_step, collapse, metrics_at_best, metrics_after."
@@ -64,12 +67,17 @@ def analyze(
     names = _unique_names(runs)
     grouping = _group(names, group_by, labels, files)
     _check_objective(objective, runs)
+    sizes = parse_eval_sizes(eval_size or [], {m for run in runs for m in run.metric_names})
     inputs = [
         RunInput(run=name, history=run.points, levels=grouping[name].levels, seed=grouping[name].seed)
         for name, run in zip(names, runs)
     ]
     with _console.status(f"Judging {len(inputs)} runs and computing the effects..."):
-        report = build_report(inputs, objective=objective, mode=mode.value, title=f"ablate analyze: {len(inputs)} runs")
+        report = build_report(
+            inputs, objective=objective, mode=mode.value, eval_sizes=sizes, title=f"ablate analyze: {len(inputs)} runs"
+        )
+    for sentence in report.judged_by:
+        _console.err.print(sentence, highlight=False, markup=False)
     for note in report.notes:
         _console.warn(note)
     with _console.status(f"Writing the report into {out}..."):
@@ -172,6 +180,28 @@ def _check_objective(objective: str | None, runs: Sequence[Any]) -> None:
     for run in runs:
         if run not in logged:
             _console.warn(f"`{run.name}` did not log `{objective}`: it has no best score")
+
+
+def parse_eval_sizes(pairs: Sequence[str], logged: set[str]) -> dict[str, int]:
+    """Return data source -> problems from `--eval-size SOURCE=N` options; abort on a bad one or an unlogged source."""
+    from orchestrator.evalsets import eval_source
+
+    sources = sorted({source for source in map(eval_source, logged) if source is not None})
+    sizes: dict[str, int] = {}
+    for pair in pairs:
+        source, sep, text = pair.rpartition("=")
+        if not sep or not source:
+            _console.abort(f"`--eval-size` takes SOURCE=N, e.g. aime24=30 (got {pair!r})")
+        try:
+            size = int(text)
+        except ValueError:
+            size = 0
+        if size < 1:
+            _console.abort(f"`--eval-size` {source}: the size must be a whole number of problems, at least 1 (got {text!r})")
+        if source not in sources:
+            _console.abort(f"`--eval-size`: no run logs the data source `{source}` (logged: {', '.join(sources) or 'none'})")
+        sizes[source] = size
+    return sizes
 
 
 # --- grouping -------------------------------------------------------------------------------------------------------
@@ -281,7 +311,7 @@ def _print_runs(report: Any) -> None:
             "–" if s.best_score is None else f"{s.best_score:.4g}",
             "–" if s.final_step is None else str(s.final_step),
             s.stop_reason,
-            "–" if s.collapse is None else f"{s.collapse.step} ({s.collapse.rule})",
+            "–" if s.collapse is None else f"{s.collapse.step} ({s.collapse.label})",
         )
     _console.print_table(table)
     for effect in report.effects.by_factor:

@@ -108,7 +108,10 @@ def _print_plan(spec, trials, problems, n_bad: int, validated: bool, hours_per_t
         _console.out.print(total, highlight=False)
     objective = spec.objective.metric
     if objective == "auto":
-        objective = "auto (the first val-core/<source>/<var>/mean@N the trainer logs)"
+        objective = "auto (the val-core/<source>/<var>/mean@N of the largest evaluation set the trainer logs)"
+    if spec.objective.eval_sizes:
+        sizes = ", ".join(f"{source} {n}" for source, n in spec.objective.eval_sizes.items())
+        objective += f"; evaluation sets: {sizes} problems"
     _console.out.print(
         f"objective: {objective}, {spec.objective.mode}; budget: {spec.budget.max_steps} steps, eval every "
         f"{spec.budget.eval_every}, checkpoint every {spec.budget.save_every}",

@@ -30,7 +30,7 @@ def status(
         server_status(server, token_file, None if sweep_dir is None else str(sweep_dir), json_out)
         return
     from orchestrator.errors import AblateError, StoreError
-    from orchestrator.store import SQLiteStore, trial_rows
+    from orchestrator.store import SQLiteStore, objectives, trial_rows
     from orchestrator.sweepdir import SweepDir
 
     sweep_dir = sweep_dir or _only_sweep_dir()
@@ -47,11 +47,15 @@ def status(
         _console.abort(f"{db}: holds no sweep")
     for sweep in sweeps:
         rows = trial_rows(store, sweep.id)
+        judged_by = objectives(store, sweep.id)
         if json_out:
-            _console.print_json({"sweep": sweep.id, "status": sweep.status, "trials": rows})
+            _console.print_json({"sweep": sweep.id, "status": sweep.status, "objectives": judged_by, "trials": rows})
             continue
         counts = store.summary(sweep.id)
         print_trials(f"{sweep.id} ({sweep.status}): " + ", ".join(f"{n} {s}" for s, n in counts.items() if n), rows)
+        for objective in judged_by:
+            why = f": {objective['why']}" if objective["why"] else ""
+            _console.out.print(f"objective ({objective['trials']} trial(s)): {objective['metric']}{why}", highlight=False)
 
 
 def _only_sweep_dir() -> Path:

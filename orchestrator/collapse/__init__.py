@@ -2,7 +2,9 @@
 
 Each rule has one method, `check(history) -> Verdict | None`, with no I/O and no state, so the same code judges
 live trials, recorded logs and replays. `first_verdict` is the OR over rules; `collect_warnings` gathers the
-signs that do not stop a run on their own. `CollapseConfig` is the spec's `pruning.collapse` section and
+signs that do not stop a run on their own; `end_verdict` judges a finished run, including one whose last
+evaluations dropped too late to be confirmed. Score rules judge a drop against the evaluation's noise too
+(`EvalNoise`: binomial from the evaluation set's size, else the run's own spread). `CollapseConfig` is the spec's `pruning.collapse` section and
 `build_rules` turns it into rules.
 """
 
@@ -14,6 +16,7 @@ from orchestrator.collapse._base import (
     WarningRule,
     collapse_walk,
     collect_warnings,
+    end_verdict,
     first_verdict,
 )
 from orchestrator.collapse._config import (
@@ -26,21 +29,25 @@ from orchestrator.collapse._config import (
     build_rules,
 )
 from orchestrator.collapse._dead import DeadRule
+from orchestrator.collapse._noise import DEFAULT_NOISE_Z, EvalNoise, Noise
 from orchestrator.collapse._entropy import EntropyRule
 from orchestrator.collapse._length_collapse import LengthCollapseRule
 from orchestrator.collapse._non_finite import NonFiniteRule
 from orchestrator.collapse._score_drop import ScoreDropRule
 
 __all__ = [
+    "DEFAULT_NOISE_Z",
     "Baseline",
     "CollapseConfig",
     "DeadConfig",
     "DeadRule",
     "EntropyConfig",
     "EntropyRule",
+    "EvalNoise",
     "LengthCollapseConfig",
     "LengthCollapseRule",
     "Mode",
+    "Noise",
     "NonFiniteConfig",
     "NonFiniteRule",
     "Rule",
@@ -51,5 +58,6 @@ __all__ = [
     "build_rules",
     "collect_warnings",
     "collapse_walk",
+    "end_verdict",
     "first_verdict",
 ]

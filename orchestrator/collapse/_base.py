@@ -77,6 +77,24 @@ def first_verdict(rules: Iterable[Rule], history: History) -> Verdict | None:
     return min(verdicts, key=lambda verdict: verdict.step)
 
 
+def end_verdict(rules: Iterable[Rule], history: History) -> Verdict | None:
+    """Judge a finished run: `first_verdict`, else the earliest `at_end` verdict of a rule that has one.
+
+    An `at_end` verdict says the run ended collapsed without the confirmation a live rule waits for (its evidence
+    has `confirmed: False`): its last evaluations dropped but were too few to fire.
+
+    Args:
+        rules: The rules to apply.
+        history: The run's whole history, in increasing step order.
+    """
+    rules = list(rules)
+    verdict = first_verdict(rules, history)
+    if verdict is not None:
+        return verdict
+    ends = [end for end in (rule.at_end(history) for rule in rules if hasattr(rule, "at_end")) if end is not None]
+    return min(ends, key=lambda end: end.step) if ends else None
+
+
 def collapse_walk(rules: Sequence[Rule], points: History, start: int = 0) -> tuple[Verdict, int] | None:
     """Judge a history as a live trial does, point by point: `first_verdict` on each prefix, from `start`, until
     one fires. A trial judges the batches of points it reads, and a rule fires at its earliest step, so the first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -12,6 +13,7 @@ from orchestrator.collapse._dead import DeadRule
 from orchestrator.collapse._entropy import DEFAULT_METRICS as ENTROPY_METRICS
 from orchestrator.collapse._entropy import EntropyRule
 from orchestrator.collapse._length_collapse import LengthCollapseRule
+from orchestrator.collapse._noise import DEFAULT_NOISE_Z, EvalNoise
 from orchestrator.collapse._non_finite import DEFAULT_METRICS as NON_FINITE_METRICS
 from orchestrator.collapse._non_finite import NonFiniteRule
 from orchestrator.collapse._score_drop import ScoreDropRule
@@ -36,11 +38,24 @@ class NonFiniteConfig(_RuleConfig):
 
 
 class ScoreDropConfig(_RuleConfig):
-    """`ScoreDropRule`: the objective below (1 - drop) x best for n_evals evaluations in a row."""
+    """`ScoreDropRule`: the objective below (1 - drop) x best, and beyond the noise, for n_evals evaluations in a row;
+    or one evaluation that lost `severe_drop` of the gain, `severe_z` standard errors below the best, at once."""
 
     drop: float = 0.25
     n_evals: int = 2
     min_delta: float = 0.0
+    severe_drop: float = 0.5
+    severe_z: float = 4.5
+
+    @field_validator("severe_drop")
+    @classmethod
+    def _severe_drop(cls, value: float, info: ValidationInfo) -> float:
+        return v.check_fraction(str(info.field_name), value)
+
+    @field_validator("severe_z")
+    @classmethod
+    def _severe_z(cls, value: float, info: ValidationInfo) -> float:
+        return v.check_non_negative(str(info.field_name), value)
 
     @field_validator("drop")
     @classmethod
@@ -153,6 +168,8 @@ class CollapseConfig(BaseModel):
         baseline: The origin from which a score's gain is measured: a number (0 by default, so that a drop of
             `d` means below `(1 - d) x best` for positive scores), or `"first"` for the run's first evaluation.
             Set it to the score's worst value when scores can be negative.
+        noise_z: How many standard errors of the evaluation noise a score must fall, as well as its threshold,
+            before any rule counts it as dropped (`orchestrator.collapse._noise`); 0 judges by thresholds alone.
         non_finite, score_drop, dead, length_collapse, entropy: One section per rule.
 
     Example:
@@ -165,6 +182,7 @@ class CollapseConfig(BaseModel):
 
     grace_steps: int = 0
     baseline: float | Literal["first"] = 0.0
+    noise_z: float = DEFAULT_NOISE_Z
     non_finite: NonFiniteConfig = Field(default_factory=NonFiniteConfig)
     score_drop: ScoreDropConfig = Field(default_factory=ScoreDropConfig)
     dead: DeadConfig = Field(default_factory=DeadConfig)
@@ -176,14 +194,21 @@ class CollapseConfig(BaseModel):
     def _grace_steps(cls, value: int, info: ValidationInfo) -> int:
         return v.check_at_least(str(info.field_name), value, 0)
 
+    @field_validator("noise_z")
+    @classmethod
+    def _noise_z(cls, value: float, info: ValidationInfo) -> float:
+        return v.check_non_negative(str(info.field_name), value)
+
     @field_validator("baseline")
     @classmethod
     def _baseline(cls, value: float | str) -> float | str:
         return v.check_baseline(value)
 
 
-def build_rules(config: CollapseConfig, objective: str, mode: Mode) -> list[Rule]:
-    """Return the enabled rules of `config`, judging `objective` in `mode`.
+def build_rules(
+    config: CollapseConfig, objective: str, mode: Mode, eval_sizes: Mapping[str, int] | None = None
+) -> list[Rule]:
+    """Return the enabled rules of `config`, judging `objective` in `mode`, against its evaluation noise.
 
     The order breaks ties in `first_verdict` (the first listed wins): non_finite, dead, length_collapse,
     score_drop, entropy, from the most to the least specific diagnosis.
@@ -192,13 +217,15 @@ def build_rules(config: CollapseConfig, objective: str, mode: Mode) -> list[Rule
         config: The spec's collapse section.
         objective: The metric runs are judged by (e.g. `val-core/openai/gsm8k/acc/mean@1`).
         mode: `max` if a higher objective is better, else `min`.
+        eval_sizes: The spec's `objective.eval_sizes` (data source -> problems), for the noise.
 
     Raises:
         ValueError: If `objective` is empty or `mode` is not `max` or `min`.
     """
     v.check_metric("objective", objective)
     v.check_mode(mode)
-    score = {"mode": mode, "baseline": config.baseline}
+    noise = EvalNoise(objective, dict(eval_sizes or {}), config.noise_z) if config.noise_z > 0 else None
+    score = {"mode": mode, "baseline": config.baseline, "noise": noise}
     rules: list[Rule] = []
     if config.non_finite.enabled:
         section = config.non_finite
@@ -236,6 +263,8 @@ def build_rules(config: CollapseConfig, objective: str, mode: Mode) -> list[Rule
                 drop=sd.drop,
                 n_evals=sd.n_evals,
                 min_delta=sd.min_delta,
+                severe_drop=sd.severe_drop,
+                severe_z=sd.severe_z,
                 grace_steps=config.grace_steps,
                 **score,  # type: ignore[arg-type]
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from orchestrator.collapse._base import Baseline, Mode, Verdict
+from orchestrator.collapse._noise import EvalNoise
 from orchestrator.collapse._score import describe_threshold, eval_evidence, first_streak, judge_evals, latest_evals
 from orchestrator.collapse._validation import (
     check_at_least,
@@ -34,6 +35,7 @@ class DeadRule:
         drop: The fraction of the gain the score must have lost, in (0, 1).
         n_steps: How many consecutive dead steps fire the rule.
         baseline: The origin of the score's gain: a number, or `"first"`.
+        noise: The objective's noise model: a dropped score must also be beyond the noise.
     """
 
     name = "dead"
@@ -48,6 +50,7 @@ class DeadRule:
         drop: float = 0.5,
         n_steps: int = 3,
         baseline: Baseline = 0.0,
+        noise: EvalNoise | None = None,
     ) -> None:
         self._metric = check_metric("metric", metric)
         self._mode: Mode = check_mode(mode)  # type: ignore[assignment]
@@ -56,10 +59,11 @@ class DeadRule:
         self._drop = check_open_unit("drop", drop)
         self._n_steps = check_at_least("n_steps", n_steps, 1)
         self._baseline: Baseline = check_baseline(baseline)  # type: ignore[assignment]
+        self._noise = noise
 
     def check(self, history: History) -> Verdict | None:
         """Return a verdict at the `n_steps`-th consecutive dead step, or None."""
-        evals = judge_evals(history, self._metric, mode=self._mode, drop=self._drop, baseline=self._baseline)
+        evals = judge_evals(history, self._metric, mode=self._mode, drop=self._drop, baseline=self._baseline, noise=self._noise)
         # No evaluation yet: the score cannot have dropped.
         if not evals:
             return None

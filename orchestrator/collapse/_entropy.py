@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from orchestrator.collapse._base import Baseline, Mode, Verdict
+from orchestrator.collapse._noise import EvalNoise
 from orchestrator.collapse._score import (
     ScoredEval,
     describe_threshold,
@@ -57,6 +58,7 @@ class EntropyRule:
         n_steps: How many consecutive anomalous steps make a warning.
         grace_steps: Steps below this are not judged.
         baseline: The origin of the score's gain: a number, or `"first"`.
+        noise: The objective's noise model: a dropped score must also be beyond the noise.
     """
 
     name = "entropy"
@@ -74,6 +76,7 @@ class EntropyRule:
         n_steps: int = 3,
         grace_steps: int = 0,
         baseline: Baseline = 0.0,
+        noise: EvalNoise | None = None,
     ) -> None:
         self._metric = check_metric("metric", metric)
         self._mode: Mode = check_mode(mode)  # type: ignore[assignment]
@@ -87,6 +90,7 @@ class EntropyRule:
         self._n_steps = check_at_least("n_steps", n_steps, 1)
         self._grace_steps = check_at_least("grace_steps", grace_steps, 0)
         self._baseline: Baseline = check_baseline(baseline)  # type: ignore[assignment]
+        self._noise = noise
 
     def check(self, history: History) -> Verdict | None:
         """Return a verdict when an entropy anomaly streak ends on a dropped score, or None."""
@@ -109,7 +113,7 @@ class EntropyRule:
         # A zero early level gives no scale to compare with.
         if early <= 0.0:
             return None
-        evals = judge_evals(history, self._metric, mode=self._mode, drop=self._drop, baseline=self._baseline)
+        evals = judge_evals(history, self._metric, mode=self._mode, drop=self._drop, baseline=self._baseline, noise=self._noise)
         judged = [(step, value) for step, value in values[self._window :] if step >= self._grace_steps]
         scores = latest_evals(evals, (step for step, _ in judged))
         readings = [

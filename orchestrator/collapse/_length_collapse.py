@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from orchestrator.collapse._base import Baseline, Mode, Verdict
+from orchestrator.collapse._noise import EvalNoise
 from orchestrator.collapse._score import (
     ScoredEval,
     describe_threshold,
@@ -42,6 +43,7 @@ class LengthCollapseRule:
         n_steps: How many consecutive short steps with a dropped score fire the rule.
         grace_steps: Steps below this are not judged (they still set the running maximum and the best).
         baseline: The origin of the score's gain: a number, or `"first"`.
+        noise: The objective's noise model: a dropped score must also be beyond the noise.
     """
 
     name = "length_collapse"
@@ -57,6 +59,7 @@ class LengthCollapseRule:
         n_steps: int = 2,
         grace_steps: int = 0,
         baseline: Baseline = 0.0,
+        noise: EvalNoise | None = None,
     ) -> None:
         self._metric = check_metric("metric", metric)
         self._mode: Mode = check_mode(mode)  # type: ignore[assignment]
@@ -66,10 +69,11 @@ class LengthCollapseRule:
         self._n_steps = check_at_least("n_steps", n_steps, 1)
         self._grace_steps = check_at_least("grace_steps", grace_steps, 0)
         self._baseline: Baseline = check_baseline(baseline)  # type: ignore[assignment]
+        self._noise = noise
 
     def check(self, history: History) -> Verdict | None:
         """Return a verdict at the `n_steps`-th consecutive short step with a dropped score, or None."""
-        evals = judge_evals(history, self._metric, mode=self._mode, drop=self._drop, baseline=self._baseline)
+        evals = judge_evals(history, self._metric, mode=self._mode, drop=self._drop, baseline=self._baseline, noise=self._noise)
         # No evaluation yet: the score cannot have dropped.
         if not evals:
             return None

@@ -11,15 +11,21 @@ negative (a reward in [-1, 1]) set the baseline to its worst value, or to `"firs
 evaluation, e.g. the validation before training): the gain is then measured from where the run started, so a
 score near 0 or below 0 is judged on the same scale. While the best equals the baseline there is no gain to lose
 and nothing counts as a drop. NaN and inf evaluations are skipped here (`NonFiniteRule` judges them).
+
+With a noise model (`orchestrator.collapse._noise.EvalNoise`), a drop must also be beyond the evaluation's noise:
+at least `z` standard errors of the difference between the best evaluation and this one. A run evaluated on 30
+problems then needs a much larger fall than one evaluated on 1319 before any rule calls it a drop.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from orchestrator.collapse._base import Baseline, Mode
+from orchestrator.collapse._noise import EvalNoise, Noise
 from orchestrator.history import History, series
 
 T = TypeVar("T")
@@ -36,6 +42,14 @@ class ScoredEval:
     baseline: float
     threshold: float | None
     dropped: bool
+    z: float | None = None
+    noise: Noise | None = None
+
+    @property
+    def lost(self) -> float:
+        """Return the fraction of the best score's gain over the baseline that this evaluation lost (0 without a gain)."""
+        gain = abs(self.best - self.baseline)
+        return 0.0 if gain == 0.0 else abs(self.best - self.value) / gain
 
 
 def judge_evals(
@@ -46,6 +60,7 @@ def judge_evals(
     drop: float,
     baseline: Baseline,
     min_delta: float = 0.0,
+    noise: EvalNoise | None = None,
 ) -> list[ScoredEval]:
     """Return every finite evaluation of `metric`, each judged against the running best.
 
@@ -56,6 +71,7 @@ def judge_evals(
         drop: The fraction of the gain over the baseline that counts as a drop.
         baseline: A fixed value or `"first"`.
         min_delta: The drop must also exceed this absolute amount.
+        noise: The objective's noise model; None (or `z` 0) judges by the threshold alone.
     """
     evals = series(history, metric, finite=True)
     if not evals:
@@ -63,6 +79,7 @@ def judge_evals(
     base = evals[0][1] if baseline == "first" else float(baseline)
     judged: list[ScoredEval] = []
     best, best_step = evals[0][1], evals[0][0]
+    healthy: list[float] = []  # the evaluations not judged dropped: the noise is measured on them
     for step, value in evals:
         if _better(value, best, mode):
             best, best_step = value, step
@@ -70,7 +87,16 @@ def judge_evals(
         dropped = (
             threshold is not None and _better(threshold, value, mode) and abs(best - value) > min_delta
         )
-        judged.append(ScoredEval(step, value, best, best_step, base, threshold, dropped))
+        known = z = None
+        if noise is not None and noise.z > 0 and _better(best, value, mode):
+            known = noise.at(healthy, value, best)
+            if known is not None:
+                sigma = known.diff_sigma(best, value)
+                z = math.inf if sigma == 0.0 else abs(best - value) / sigma
+                dropped = dropped and z >= noise.z
+        if not dropped:
+            healthy.append(value)
+        judged.append(ScoredEval(step, value, best, best_step, base, threshold, dropped, z, known))
     return judged
 
 
@@ -107,9 +133,9 @@ def describe_threshold(evaluation: ScoredEval, drop: float, mode: Mode) -> str:
     )
 
 
-def eval_evidence(evaluation: ScoredEval) -> dict[str, float | int | None]:
-    """Return the evidence fields that describe one judged evaluation."""
-    return {
+def eval_evidence(evaluation: ScoredEval) -> dict[str, float | int | str | None]:
+    """Return the evidence fields that describe one judged evaluation (with its noise, when known)."""
+    evidence: dict[str, float | int | str | None] = {
         "score": evaluation.value,
         "score_step": evaluation.step,
         "best": evaluation.best,
@@ -117,6 +143,18 @@ def eval_evidence(evaluation: ScoredEval) -> dict[str, float | int | None]:
         "baseline": evaluation.baseline,
         "threshold": evaluation.threshold,
     }
+    if evaluation.noise is not None:
+        evidence["z"] = evaluation.z
+        evidence["noise"] = evaluation.noise.describe()
+        evidence["noise_sd"] = evaluation.noise.diff_sigma(evaluation.best, evaluation.value)
+    return evidence
+
+
+def describe_noise(evaluation: ScoredEval) -> str:
+    """Return e.g. ` (4.2 standard errors; binomial on 30 problems (spec))`, or an empty string without noise."""
+    if evaluation.noise is None or evaluation.z is None:
+        return ""
+    return f" ({evaluation.z:.3g} standard errors; {evaluation.noise.describe()})"
 
 
 def _better(a: float, b: float, mode: Mode) -> bool:

@@ -37,6 +37,13 @@ def check_open_unit(name: str, value: float) -> float:
     return value
 
 
+def check_fraction(name: str, value: float) -> float:
+    """Return `value` if it lies above 0 and at most 1."""
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"`{name}` must be greater than 0 and at most 1 but got {value}.")
+    return value
+
+
 def check_positive(name: str, value: float) -> float:
     """Return `value` if it is a finite number above 0."""
     if not (math.isfinite(value) and value > 0.0):

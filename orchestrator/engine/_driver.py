@@ -269,7 +269,7 @@ def _final_checkpoints(store: SQLiteStore, settings: SweepSettings, record: Any)
         return
     keeper = CheckpointKeeper(checkpoint_dir, mode=settings.mode)  # type: ignore[arg-type]
     history = store.get_history(record.id)
-    objective = resolve_objective(settings.objective, history, finished=True)[0]
+    objective = resolve_objective(settings.objective, history, finished=True, eval_sizes=settings.eval_sizes)[0]
     for point in history:
         keeper.observe(point.step, point.get(objective) if objective else None)
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ class SweepSettings:
     objective: str
     mode: str
     collapse: dict[str, Any] | None
+    eval_sizes: dict[str, int] = field(default_factory=dict)
+    """The spec's `objective.eval_sizes`."""
     signal: str = "best"
     ema_alpha: float = 0.5
     poll_s: float = 0.5
@@ -83,7 +85,9 @@ class SweepSettings:
     def judge(self) -> TrialJudge:
         """Return a new judge of one trial's points under this sweep's objective, collapse rules and signal."""
         collapse = None if self.collapse is None else CollapseConfig.model_validate(self.collapse)
-        return TrialJudge(self.objective, self.mode, collapse, signal=self.signal, ema_alpha=self.ema_alpha)
+        return TrialJudge(
+            self.objective, self.mode, collapse, signal=self.signal, ema_alpha=self.ema_alpha, eval_sizes=self.eval_sizes
+        )
 
     @classmethod
     def from_spec(cls, spec: SweepSpec, sweep_dir: Path, *, poll_s: float = 0.5) -> SweepSettings:
@@ -97,6 +101,7 @@ class SweepSettings:
             objective=spec.objective.metric,
             mode=spec.objective.mode,
             collapse=None if spec.pruning.collapse is None else spec.pruning.collapse.model_dump(),
+            eval_sizes=dict(spec.objective.eval_sizes),
             signal=asha.signal if asha else "best",
             ema_alpha=asha.ema_alpha if asha else 0.5,
             poll_s=poll_s,

@@ -60,6 +60,7 @@ class TrialRun:
         self._report = report
         self._gpus = gpus
         self._judge = settings.judge()
+        self._objective_noted = False
         self._wandb: Any = None
 
     def run(self) -> str:
@@ -188,6 +189,7 @@ class TrialRun:
         points = merge_points(points)
         self._store.append_metrics(self._record.id, points)
         judgement = self._judge.take(points)
+        self._note_objective()
         for point, (step, score) in zip(points, judgement.scores, strict=True):
             keeper.observe(step, score)
             self._log_wandb(point)
@@ -197,6 +199,15 @@ class TrialRun:
         for report in judgement.reports:
             self._report_eval(report)
         return judgement.verdict
+
+    def _note_objective(self) -> None:
+        """Record, once per trial, which metric it is judged by and why (`ablate status` shows it)."""
+        if self._objective_noted or self._judge.objective is None:
+            return
+        self._objective_noted = True
+        if not self._store.list_events(self._record.id, kind="objective"):
+            data = {"metric": self._judge.objective, "why": self._judge.objective_reason}
+            self._store.append_event(self._record.id, "objective", data=data)
 
     def _report_eval(self, report: EvalReport) -> None:
         metrics: dict[str, Any] = {"step": report.step, "trial_name": self._record.name, STORE_ID: self._record.id}

@@ -33,7 +33,7 @@ class RecordedSignals:
                 return []
         if record.stop_reason is not None and record.stop_reason.is_collapse and record.stop_step is not None:
             history = [point for point in history if point.step < record.stop_step]
-        objective = resolve_objective(self.settings.objective, history)[0]
+        objective = resolve_objective(self.settings.objective, history, eval_sizes=self.settings.eval_sizes)[0]
         signal = Signal(self.settings.signal, self.settings.mode, self.settings.ema_alpha)
         results = []
         for point in history:

@@ -26,6 +26,9 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
+DATA_SOURCE = "mini"
+"""The one evaluation set the miniature logs: `val-core/mini/reward/mean@N`."""
+
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("mini_trainer.yaml")
 ADDABLE_SECTIONS = ("ray_kwargs",)
 KL_LOSS_TYPES = ("low_var_kl", "k3", "kl", "k1", "mse", "k2", "abs")

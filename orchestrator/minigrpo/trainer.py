@@ -27,13 +27,12 @@ from omegaconf import DictConfig
 
 from orchestrator.minigrpo import checkpoint
 from orchestrator.minigrpo.algos import LrSchedule, agg_loss, grpo_advantages, kl_penalty, policy_loss
-from orchestrator.minigrpo.config import cache_dir, env_vars, loggers, lr_schedule_type
+from orchestrator.minigrpo.config import DATA_SOURCE, cache_dir, env_vars, loggers, lr_schedule_type
 from orchestrator.minigrpo.model import ModelSpec, TinyTransformer, generate, load_rounded, token_log_probs
 from orchestrator.minigrpo.task import VOCAB_SIZE, Prompts, TaskSpec, make_prompts, score
 from orchestrator.minigrpo.tracking import Tracking
 from orchestrator.minigrpo.warmstart import WarmStartSpec, load_or_train
 
-DATA_SOURCE = "mini"
 
 
 class Interrupted(Exception):

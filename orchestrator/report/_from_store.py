@@ -116,6 +116,7 @@ def report_sweep(sweep_dir: Path, out: Path | None = None, *, stored: StoredSwee
         objective=None if spec.objective.metric == "auto" else spec.objective.metric,
         mode=spec.objective.mode,
         config=spec.pruning.collapse or CollapseConfig(),
+        eval_sizes=spec.objective.eval_sizes,
         baseline=baseline_levels(spec) if spec.design.type == "one_at_a_time" else None,
         title=f"{spec.name}: ablation report",
     )

@@ -123,8 +123,8 @@ def _overview(report: Report) -> list[_Block]:
             f"Design: {_design_phrase(effects)}."
         ),
     ]
-    if report.notes:
-        blocks.append(_Bullets(tuple(report.notes)))
+    if report.judged_by or report.notes:
+        blocks.append(_Bullets(tuple(report.judged_by) + tuple(report.notes)))
     return blocks
 
 
@@ -271,7 +271,7 @@ def _runs_section(report: Report) -> list[_Block]:
             "–" if s.final_step is None else str(s.final_step),
             s.stop_reason,
             str(s.collapse.step) if s.collapse else "–",
-            s.collapse.rule if s.collapse else "–",
+            s.collapse.label if s.collapse else "–",
         )
         for s in report.summaries
     )
@@ -319,7 +319,11 @@ def _collapsed_run(summary: RunSummary) -> list[_Block]:
     )
     return [
         _Heading(3, f"`{summary.run}`"),
-        _Para(f"Timeline: {steps}. `{collapse.rule}` fired at step {collapse.fired_step}: {collapse.reason}"),
+        _Para(
+            f"Timeline: {steps}. `{collapse.rule}` fired at step {collapse.fired_step}: {collapse.reason}"
+            if collapse.confirmed
+            else f"Timeline: {steps}. The run ended collapsed, unconfirmed (`{collapse.rule}`): {collapse.reason}"
+        ),
         _Table(("metric", "around the best step", "after the onset", "change"), rows),
     ]
 
@@ -531,6 +535,7 @@ def report_json(report: Report) -> dict[str, Any]:
             "best_configuration": _group_json(effects.best) if effects.best else None,
             "warnings": list(effects.warnings),
             "notes": list(report.notes),
+            "judged_by": list(report.judged_by),
         }
     )
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.collapse import Mode, Rule, Verdict, first_verdict
+from orchestrator.collapse import Mode, Rule, Verdict, end_verdict, first_verdict
 from orchestrator.history import History, series
 from orchestrator.store import StopReason
 
@@ -89,6 +89,16 @@ class Collapse:
     reason: str
     evidence: Mapping[str, Any]
     fired_step: int
+
+    @property
+    def confirmed(self) -> bool:
+        """False for a run that ended collapsed at its last evaluations, before a rule could confirm it."""
+        return bool(self.evidence.get("confirmed", True))
+
+    @property
+    def label(self) -> str:
+        """Return e.g. `score_drop`, or `score_drop, unconfirmed` for a run that ended collapsed unconfirmed."""
+        return self.rule if self.confirmed else f"{self.rule}, unconfirmed"
 
 
 @dataclass(frozen=True)
@@ -185,11 +195,16 @@ class RunSummary:
     def to_json(self) -> dict[str, Any]:
         """Return `{"run", "best_step", "best_score", "final_step", "collapse", "metrics_at_best", "metrics_after"}`.
 
-        `collapse` is `{"step", "rule", "evidence"}` (step = the onset) or None. Non-finite numbers become None.
+        `collapse` is `{"step", "rule", "confirmed", "evidence"}` (step = the onset) or None. Non-finite numbers become None.
         """
         collapse = None
         if self.collapse is not None:
-            collapse = {"step": self.collapse.step, "rule": self.collapse.rule, "evidence": self.collapse.evidence}
+            collapse = {
+                "step": self.collapse.step,
+                "rule": self.collapse.rule,
+                "confirmed": self.collapse.confirmed,
+                "evidence": self.collapse.evidence,
+            }
         return jsonable(
             {
                 "run": self.run,
@@ -228,13 +243,20 @@ def summarize_run(
         run: The run.
         objective: The metric it is judged by; None when it logged none (no best, no score rules).
         mode: `max` if a higher objective is better, else `min`.
-        rules: The collapse rules that judge the history when no verdict was recorded.
+        rules: The collapse rules that judge the history when no verdict was recorded. A run that ran to its end
+            (or a log) is judged as finished (`end_verdict`): one whose last evaluations dropped too late for a
+            rule to confirm it ended collapsed, unconfirmed.
         window_steps: The half-width, in steps, of the window around the best step.
     """
     history = run.history
     evals = series(history, objective, finite=True) if objective else []
     best_step, best_score = _best(evals, mode)
-    verdict = run.verdict if run.verdict is not None else first_verdict(rules, history)
+    if run.verdict is not None:
+        verdict = run.verdict
+    elif run.stop_reason is None or run.stop_reason == COMPLETED:
+        verdict = end_verdict(rules, history)
+    else:
+        verdict = first_verdict(rules, history)
     collapse = _collapse(verdict)
     final_step = history[-1].step if history else None
     onset = collapse.step if collapse else None

@@ -4,17 +4,34 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from orchestrator.collapse import CollapseConfig
 from orchestrator.spec._base import Strict
 
 
 class Objective(Strict):
-    """The metric trials are judged by. `auto`: the first `val-core/<source>/<var>/mean@N` the trainer logs."""
+    """The metric trials are judged by, and the sizes of the evaluation sets it is measured on.
+
+    `metric: auto` takes the `val-core/<source>/<var>/mean@N` of the largest evaluation set the trainer logs
+    (`orchestrator.history.choose_objective`). `eval_sizes` maps a data source, as it appears in verl's metric
+    names (`aime24`, `openai/gsm8k`, ...), to the number of problems it has: the collapse rules judge a drop against
+    the noise of a set that size (`orchestrator.collapse._noise`).
+    """
 
     metric: str = "auto"
     mode: Literal["max", "min"] = "max"
+    eval_sizes: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("eval_sizes")
+    @classmethod
+    def _sizes(cls, value: dict[str, int]) -> dict[str, int]:
+        for source, size in value.items():
+            if not source or "/" in (source[0], source[-1]):
+                raise ValueError(f"a data source must be a name like `aime24` or `openai/gsm8k` (got {source!r})")
+            if size < 1:
+                raise ValueError(f"the size of `{source}` must be at least 1 problem (got {size})")
+        return value
 
 
 class Asha(Strict):

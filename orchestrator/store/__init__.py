@@ -42,7 +42,7 @@ from orchestrator.store._records import (
     status_for_stop_reason,
 )
 from orchestrator.store._sqlite import APPLICATION_ID, SCHEMA_VERSION, SQLiteStore
-from orchestrator.store._views import TERMINAL, progress_thread, started, trial_rows
+from orchestrator.store._views import TERMINAL, objectives, progress_thread, started, trial_rows
 
 __all__ = [
     "APPLICATION_ID",
@@ -59,6 +59,7 @@ __all__ = [
     "StopReason",
     "SweepRecord",
     "TrialRecord",
+    "objectives",
     "progress_thread",
     "started",
     "status_for_stop_reason",

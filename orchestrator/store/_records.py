@@ -20,6 +20,7 @@ EVENT_KINDS = (
     "failed",
     "cancelled",
     "collapse_warning",
+    "objective",
     "checkpoint_kept",
     "checkpoint_deleted",
 )

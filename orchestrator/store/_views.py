@@ -9,7 +9,7 @@ from typing import Any
 
 from orchestrator.store._sqlite import SQLiteStore
 
-__all__ = ["TERMINAL", "progress_thread", "started", "trial_rows"]
+__all__ = ["TERMINAL", "objectives", "progress_thread", "started", "trial_rows"]
 
 TERMINAL = ("completed", "stopped", "failed", "cancelled")
 """The statuses of a trial that has ended."""
@@ -18,6 +18,19 @@ TERMINAL = ("completed", "stopped", "failed", "cancelled")
 def started(store: SQLiteStore, trial_id: str) -> list[dict[str, Any]]:
     """Return what was recorded when each of a trial's attempts started (its launcher's `describe`, and more)."""
     return [dict(event.data) for event in store.list_events(trial_id, kind="started")]
+
+
+def objectives(store: SQLiteStore, sweep_id: str) -> list[dict[str, Any]]:
+    """Return the distinct objectives the sweep's trials are judged by, each `{"metric", "why", "trials"}`.
+
+    A trial records its objective once it is known (`objective: auto` resolves at its first evaluation).
+    """
+    found: dict[tuple[str, str | None], int] = {}
+    for record in store.list_trials(sweep_id):
+        for event in store.list_events(record.id, kind="objective")[:1]:
+            key = (str(event.data.get("metric")), event.data.get("why"))
+            found[key] = found.get(key, 0) + 1
+    return [{"metric": metric, "why": why, "trials": n} for (metric, why), n in found.items()]
 
 
 def trial_rows(store: SQLiteStore, sweep_id: str) -> list[dict[str, Any]]:

@@ -54,6 +54,8 @@ class Trainer(Protocol):
     """A training backend."""
 
     name: str
+    eval_sources: tuple[str, ...] | None
+    """The data sources its validation metrics name, when known before a run (else None)."""
 
     def command(self, trial: Trial, ctx: RunContext) -> Command:
         """Return the argv and env of one attempt of `trial`. Pure: spawns nothing, touches no file."""

@@ -25,6 +25,8 @@ class MiniTrainer:
     """
 
     name = "mini"
+    eval_sources: tuple[str, ...] | None = ("mini",)
+    """The data sources of the validation metrics it logs (`orchestrator.minigrpo.config.DATA_SOURCE`)."""
 
     def __init__(self, *, python: str | None = None) -> None:
         self._python = python or sys.executable

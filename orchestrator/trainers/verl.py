@@ -51,6 +51,8 @@ class VerlTrainer:
     """
 
     name = "verl"
+    eval_sources: tuple[str, ...] | None = None
+    """Unknown before a run: the data sources are a column of the validation files, read on the cluster."""
 
     def __init__(self, *, private_ray: bool = True, python: str | None = None) -> None:
         self._private_ray = private_ray

@@ -1,0 +1,114 @@
+"""How noisy one evaluation is, so that a score rule calls a drop a drop only when it is beyond the noise.
+
+Two estimates, in this order:
+
+- **Binomial**, when the evaluation set's size n is known (`orchestrator.evalsets.eval_set`: the spec, the values'
+  granularity, or a common benchmark's size) and the scores are accuracies in [0, 1]. The drop from the best
+  evaluation to this one is compared with the standard error of a difference of two proportions under no change,
+  `sqrt(2 p (1 - p) / n)` with `p` their mean (kept at least 1/(2n) from 0 and 1). For `mean@K` metrics n counts
+  problems, not samples: K samples of one problem are not independent, so this is an upper bound of the noise.
+- **Spread**, otherwise: the run's own evaluation-to-evaluation spread while healthy (the earlier evaluations not
+  judged dropped), robustly (the median absolute deviation of successive differences, so that a trend or one
+  jump does not inflate it), once there are at least 5 of them. Before that the noise is unknown and only the relative threshold
+  judges.
+
+A drop's size in noise units is `z = (best - value) / sigma_diff` (for `mode="min"`, `value - best`).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from orchestrator.evalsets import EvalSet, eval_set
+
+__all__ = ["DEFAULT_NOISE_Z", "EvalNoise", "Noise"]
+
+DEFAULT_NOISE_Z = 3.5
+"""A drop must be at least this many standard errors of the difference. The best evaluation is the maximum of
+noisy evaluations, so it sits above the run's true level: 3.5, with two dropped evaluations in a row, keeps false
+stops of healthy runs on 30 problems under 1% (benchmarks/results/noise.md)."""
+
+_MIN_SPREAD_EVALS = 5
+"""Evaluations needed before the run's own spread is trusted as its noise."""
+
+_MAD_TO_SIGMA = 1.4826
+"""The median absolute deviation of a normal sample times this estimates its standard deviation."""
+
+
+@dataclass(frozen=True, slots=True)
+class Noise:
+    """The noise of one evaluation, as known when it was made.
+
+    Attributes:
+        kind: `binomial` or `spread`.
+        size: The evaluation set's size (binomial).
+        origin: Where the size came from: `spec`, `inferred` or `known` (binomial).
+        sigma: One evaluation's standard deviation (spread).
+    """
+
+    kind: str
+    size: int | None = None
+    origin: str | None = None
+    sigma: float | None = None
+
+    def diff_sigma(self, best: float, value: float) -> float:
+        """Return the standard error of `best - value` if nothing had changed."""
+        if self.kind == "binomial" and self.size is not None:
+            n = self.size
+            p = min(max((best + value) / 2.0, 0.5 / n), 1.0 - 0.5 / n)
+            return math.sqrt(2.0 * p * (1.0 - p) / n)
+        return math.sqrt(2.0) * (self.sigma or 0.0)
+
+    def describe(self) -> str:
+        """Return e.g. `binomial, 30 problems (spec)` or `spread 0.012`."""
+        if self.kind == "binomial":
+            return f"binomial on {self.size} problems ({self.origin})"
+        return f"run's own spread {self.sigma:.3g}"
+
+
+@dataclass(frozen=True, slots=True)
+class EvalNoise:
+    """The noise model of one objective: what `judge_evals` asks for each evaluation.
+
+    Args:
+        metric: The objective.
+        sizes: The spec's `objective.eval_sizes` (data source -> problems).
+        z: How many standard errors a drop must exceed; 0 turns the noise check off.
+    """
+
+    metric: str
+    sizes: Mapping[str, int] | None = None
+    z: float = DEFAULT_NOISE_Z
+
+    def at(self, prior: Sequence[float], value: float, best: float) -> Noise | None:
+        """Return the noise of an evaluation `value` judged against `best`, after the `prior` healthy evaluations.
+
+        Pure: the same evaluations give the same answer, so a rule stays a function of the history.
+        """
+        values = (*prior, value)
+        found = _eval_set(self.metric, tuple(sorted(self.sizes.items())) if self.sizes else (), values)
+        if found is not None and found.size is not None and all(0.0 <= v <= 1.0 for v in (*values, best)):
+            return Noise("binomial", size=found.size, origin=found.origin)
+        sigma = _spread(tuple(prior))
+        return None if sigma is None else Noise("spread", sigma=sigma)
+
+
+@lru_cache(maxsize=8192)
+def _eval_set(metric: str, sizes: tuple[tuple[str, int], ...], values: tuple[float, ...]) -> EvalSet | None:
+    return eval_set(metric, dict(sizes), values)
+
+
+@lru_cache(maxsize=8192)
+def _spread(prior: tuple[float, ...]) -> float | None:
+    """The robust standard deviation of one evaluation from successive differences, or None with too few."""
+    if len(prior) < _MIN_SPREAD_EVALS:
+        return None
+    diffs = [b - a for a, b in zip(prior, prior[1:])]
+    centre = statistics.median(diffs)
+    mad = statistics.median(abs(d - centre) for d in diffs)
+    # A difference of two evaluations has sqrt(2) times one evaluation's deviation.
+    return _MAD_TO_SIGMA * mad / math.sqrt(2.0)
