@@ -2,15 +2,18 @@
 
 Two estimates, in this order:
 
-- **Binomial**, when the evaluation set's size n is known (`orchestrator.evalsets.eval_set`: the spec, the values'
-  granularity, or a common benchmark's size) and the scores are accuracies in [0, 1]. The drop from the best
-  evaluation to this one is compared with the standard error of a difference of two proportions under no change,
-  `sqrt(2 p (1 - p) / n)` with `p` their mean (kept at least 1/(2n) from 0 and 1). For `mean@K` metrics n counts
-  problems, not samples: K samples of one problem are not independent, so this is an upper bound of the noise.
+- **Binomial**, when the evaluation set's size n is known (`orchestrator.evalsets.eval_set`: the spec or the
+  values' granularity) and the scores are accuracies in [0, 1]. The drop from the best evaluation to this one is
+  compared with the standard error of a difference of two proportions under no change, `sqrt(2 p (1 - p) / n)`
+  with `p` their mean (kept at least 1/(2n) from 0 and 1). For `mean@K` metrics n counts problems, not samples:
+  K samples of one problem are not independent, so this is an upper bound of the noise.
 - **Spread**, otherwise: the run's own evaluation-to-evaluation spread while healthy (the earlier evaluations not
   judged dropped), robustly (the median absolute deviation of successive differences, so that a trend or one
-  jump does not inflate it), once there are at least 5 of them. Before that the noise is unknown and only the relative threshold
-  judges.
+  jump does not inflate it), once there are at least 5 of them. Before that the noise is unknown and only the
+  relative threshold judges.
+
+A size taken from `KNOWN_EVAL_SIZES` (the spec did not give one and the values do not show it) may be wrong: teams
+often evaluate on a subset. It is used as a floor: the larger of its binomial noise and the run's spread.
 
 A drop's size in noise units is `z = (best - value) / sigma_diff` (for `mode="min"`, `value - best`).
 """
@@ -91,10 +94,15 @@ class EvalNoise:
         """
         values = (*prior, value)
         found = _eval_set(self.metric, tuple(sorted(self.sizes.items())) if self.sizes else (), values)
-        if found is not None and found.size is not None and all(0.0 <= v <= 1.0 for v in (*values, best)):
-            return Noise("binomial", size=found.size, origin=found.origin)
         sigma = _spread(tuple(prior))
-        return None if sigma is None else Noise("spread", sigma=sigma)
+        spread = None if sigma is None else Noise("spread", sigma=sigma)
+        if found is None or found.size is None or not all(0.0 <= v <= 1.0 for v in (*values, best)):
+            return spread
+        binomial = Noise("binomial", size=found.size, origin=found.origin)
+        if found.origin != "known" or spread is None:
+            return binomial
+        # A common benchmark's size is a floor on the noise, not a ceiling: a team may evaluate on a subset.
+        return binomial if binomial.diff_sigma(best, value) >= spread.diff_sigma(best, value) else spread
 
 
 @lru_cache(maxsize=8192)
