@@ -52,14 +52,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.minigrpo import CURVE_KEYS, VAL_KEY  # noqa: E402
+from orchestrator.calibration import curve_onset  # noqa: E402
 from orchestrator.history import StepMetrics  # noqa: E402
 from orchestrator.replay import RecordedTrial, replay  # noqa: E402
 from orchestrator.spec import SweepSpec, parse_spec  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 DATA = ROOT / "tests" / "data" / "verl"
-COLLAPSE_FRACTION = 0.5
-ONSET_FRACTION = 0.9
 CONTINUE, STOP, PAUSE = "CONTINUE", "STOP", "PAUSE"
 
 
@@ -83,32 +82,12 @@ class Run:
 
     def __post_init__(self) -> None:
         self.best = max(v for _, v in self.evals)
-        self.onset = onset_step(self.evals)
+        self.onset = curve_onset(self.evals)  # the ground truth `ablate replay` uses too
 
     @property
     def collapses(self) -> bool:
         """Return whether the run collapses (ground truth on its whole curve)."""
         return self.onset is not None
-
-
-def onset_step(evals: Sequence[tuple[int, float]]) -> int | None:
-    """Return the collapse onset of a curve, or None if it never collapses.
-
-    A curve collapses if its score falls below `COLLAPSE_FRACTION` of its best after the best and stays there to
-    the end; its onset is the first evaluation after the best from which the score stays below `ONSET_FRACTION`
-    of its best to the end.
-    """
-    best_index = max(range(len(evals)), key=lambda i: evals[i][1])
-    best = evals[best_index][1]
-    if best <= 0 or evals[-1][1] >= COLLAPSE_FRACTION * best:
-        return None
-    tail = evals[best_index + 1 :]
-    onset = None
-    for step, value in reversed(tail):
-        if value >= ONSET_FRACTION * best:
-            break
-        onset = step
-    return onset
 
 
 def load_mini(path: Path) -> list[Run]:

@@ -12,7 +12,16 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from orchestrator.collapse import CollapseConfig, Rule, Verdict, build_rules, collapse_walk, first_verdict
+from orchestrator.collapse import (
+    CollapseConfig,
+    Rule,
+    Verdict,
+    build_rules,
+    build_signs,
+    collapse_walk,
+    collect_warnings,
+    first_verdict,
+)
 from orchestrator.history import StepMetrics, choose_objective, resolve_objective
 
 __all__ = ["EvalReport", "Judgement", "Signal", "TrialJudge"]
@@ -73,12 +82,15 @@ class Judgement:
         reports: The evaluations to report to the scheduler: those before the point at which a verdict first
             fires, as if the points had been judged one at a time, however they were batched.
         verdict: The collapse verdict, if a rule fires on the history so far.
+        warnings: Leading signs that warned for the first time with this batch (`orchestrator.collapse._signs`,
+            and the rules' own warnings); they never stop the trial.
     """
 
     scores: tuple[tuple[int, float | None], ...]
     best: tuple[int, float] | None
     reports: tuple[EvalReport, ...]
     verdict: Verdict | None
+    warnings: tuple[Verdict, ...] = ()
 
 
 class TrialJudge:
@@ -109,6 +121,8 @@ class TrialJudge:
         self._objective: str | None = None if objective == "auto" else objective
         self._why = "named by the spec" if objective != "auto" else None
         self._rules: list[Rule] | None = None
+        self._signs = build_signs() if collapse is not None else []
+        self._warned: set[str] = set()
         self._signal = Signal(signal, mode, ema_alpha)
         self._best_so_far = Signal("best", mode, 1.0)
         self._history: dict[int, StepMetrics] = {}
@@ -183,7 +197,7 @@ class TrialJudge:
         reports = tuple(
             EvalReport(step, score, self._signal.update(score), self._best_so_far.update(score)) for step, score in evals
         )
-        return Judgement(tuple(scores), self._best if self._best != best_before else None, reports, verdict)
+        return Judgement(tuple(scores), self._best if self._best != best_before else None, reports, verdict, self._warn())
 
     def _score(self, point: StepMetrics) -> float | None:
         if self._objective is None:
@@ -191,6 +205,15 @@ class TrialJudge:
             if self._objective is not None:
                 self._why = choose_objective(point.metrics, self._eval_sizes)[1]
         return point.get(self._objective) if self._objective else None
+
+    def _warn(self) -> tuple[Verdict, ...]:
+        """Return the warnings not given before (the earliest of each sign on the history so far)."""
+        if self._collapse is None:
+            return ()
+        found = collect_warnings([*(self._rules or []), *self._signs], self.history)
+        new = tuple(warning for warning in found if warning.rule not in self._warned)
+        self._warned.update(warning.rule for warning in new)
+        return new
 
     def _note_best(self, step: int, score: float) -> None:
         if not math.isfinite(score):

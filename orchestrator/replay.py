@@ -7,6 +7,8 @@ what would they have cost? Each recorded trial is fed to the pruning point by po
   live trial's own judge (`orchestrator.judge.TrialJudge`), fed one point at a time. The live trial feeds it the
   batches of points it reads; a rule returns its earliest firing step, and the judge reports only the evals before
   the point at which a verdict first fires, so both give the same verdict and reports (tested).
+- Each rule's record on the replayed trials (`orchestrator.calibration`): the collapses it catches, how late, and
+  its false stops, against each curve's own ground truth; and each leading sign's lead time and false alarms.
 - ASHA (`pruning.asha`) is replayed across trials in the recorded arrival order with a given (or the recorded)
   concurrency, on the same signal the engine reports (best so far or EMA of the objective, at eval steps), with
   `AshaBrackets`, our re-implementation of Ray Tune's `AsyncHyperBandScheduler` rung logic, or, for
@@ -27,10 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.evalsets import eval_source
+from orchestrator.calibration import Case, RuleCalibration, SignCalibration, calibrate_rules, calibrate_signs, curve_onset
 from orchestrator.collapse import CollapseConfig, Verdict, build_rules, first_verdict
 from orchestrator.errors import AblateError
-from orchestrator.history import StepMetrics
+from orchestrator.evalsets import eval_source
+from orchestrator.history import StepMetrics, series
 from orchestrator.judge import TrialJudge
 from orchestrator.pruners import SeedMeanHalving
 from orchestrator.spec import SweepSpec
@@ -347,6 +350,10 @@ class ReplayResult:
         lost: Trials stopped (by collapse or ASHA) that were healthy at the end of their recorded history.
         mismatches: For a sweep directory, the number of trials whose replayed collapse decision differs from
             the live one (None for logs).
+        rules: Per collapse rule, and for all of them together, its record on these trials against each curve's
+            own ground truth (`orchestrator.calibration.curve_onset`): collapses caught in time, late or missed,
+            latency in evaluations, false stops.
+        signs: Per leading sign: warnings before and after the onset, lead in steps, false alarms.
     """
 
     trials: list[TrialReplay]
@@ -359,6 +366,8 @@ class ReplayResult:
     unpruned_best_score: float | None
     lost: list[str] = field(default_factory=list)
     mismatches: int | None = None
+    rules: list[RuleCalibration] = field(default_factory=list)
+    signs: list[SignCalibration] = field(default_factory=list)
 
     @property
     def used_pct(self) -> float:
@@ -429,6 +438,12 @@ def replay(
     full, full_score = _best_config(out, mode, pruned=False)
     lost = [t.name for t in out if t.reason != "completed" and t.healthy_at_end]
     has_live = collapse is not None and any(t.live_reason is not None for t in trials)
+    cases = [
+        Case(plan.trial.name, plan.trial.points, plan.objective, spec.objective.eval_sizes,
+             curve_onset(series(plan.trial.points, plan.objective, finite=True), mode))
+        for plan in plans
+        if plan.objective is not None
+    ]
     return ReplayResult(
         trials=out,
         concurrency=concurrency if asha is not None else None,
@@ -440,6 +455,8 @@ def replay(
         unpruned_best_score=full_score,
         lost=lost,
         mismatches=sum(1 for t in out if t.live_match is False) if has_live else None,
+        rules=calibrate_rules(cases, judge, mode),
+        signs=calibrate_signs(cases, mode),
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator.collapse import SIGN_NAMES
 from orchestrator.store import SQLiteStore
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -79,6 +80,9 @@ def test_run_stops_a_collapsing_trial_and_keeps_best_checkpoints(
     assert collapsed.stop_reason in status.stdout
     # Which metric judged the trials, and why.
     assert "objective (2 trial(s)): val-core/mini/reward/mean@1: named by the spec" in status.stdout
+    # Leading signs are recorded as warnings (a sign's name and step), never as stops.
+    rows = json.loads(run_ablate(["status", str(out), "--json"], env).stdout)["trials"]
+    assert all({w["rule"] for w in row["warnings"]} <= {*SIGN_NAMES, "entropy"} for row in rows), rows
     # The report reads the same store: the recorded stop is the collapse, each trial's best checkpoint is named.
     report = run_ablate(["report", str(out), "--json"], env)
     assert report.returncode == 0, report.stderr[-3000:]

@@ -75,3 +75,21 @@ def test_signal_skips_non_finite_scores() -> None:
     assert best.update(math.nan) is None and ema.update(math.inf) is None
     assert [best.update(x) for x in (1.0, math.nan, 0.5, 2.0)] == [1.0, 1.0, 1.0, 2.0]
     assert [ema.update(x) for x in (1.0, math.nan, 3.0)] == [1.0, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("batches", [[1] * 12, [12], [5, 7]])
+def test_each_leading_sign_warns_once_however_points_are_batched(batches: list[int]) -> None:
+    # Entropy 1.0 for 5 steps, then 0.1: `entropy_fall` after 3 readings below 0.3x (step 8); the score holds.
+    points = [
+        StepMetrics(step, {"actor/entropy": 1.0 if step <= 5 else 0.1, "val-core/x/reward/mean@1": 0.8})
+        for step in range(1, 13)
+    ]
+    judge = TrialJudge("auto", "max", CollapseConfig())
+    warnings, start = [], 0
+    for size in batches:
+        judgement = judge.take(points[start : start + size])
+        warnings += judgement.warnings
+        assert judgement.verdict is None
+        start += size
+    assert [(w.rule, w.step) for w in warnings] == [("entropy_fall", 8)]
+    assert TrialJudge("auto", "max", None).take(points).warnings == ()  # collapse rules off: no signs either

@@ -183,3 +183,30 @@ def test_replay_of_a_real_sweep_reproduces_the_live_collapse_stop(tmp_path: Path
     assert data["steps_used"] == collapsed["stop_step"] + 40 and data["budget"] == 80
     text = subprocess.run([*ABLATE, "replay", str(spec), "--from", str(out)], capture_output=True, text=True, env=env, timeout=120)
     assert "collapse decisions that differ from the live run: 0" in text.stdout
+
+
+def test_replay_calibrates_each_rule_and_sign_on_real_public_runs(tmp_path: Path) -> None:
+    """Per rule: collapses caught in time and false stops; per sign: false alarms, against each curve's own truth."""
+    bank = ROOT / "tests" / "data" / "bank" / "runs"
+    logs = [bank / name for name in (
+        "berl__r12_ll_reward_kl0.001.jsonl",  # 0.456 -> 0.115: collapses
+        "rlvr-jason-0.5b__run2.jsonl",  # 0.45 -> 0.05 -> 0: collapses
+        "verl-async-reward-agent__q3b_fsdp_base.jsonl",  # healthy; its entropy falls 70-85%
+    )]
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        f"name: s\ntrainer: {{backend: mini, base: {ROOT}/configs/mini/original.yaml}}\n"
+        "factors: {lr_schedule: [{type: constant, lr: 0.001}]}\nbudget: {max_steps: 500, eval_every: 5, save_every: 5}\n"
+    )
+    result = CliRunner().invoke(app, ["replay", str(spec), "--from", *map(str, logs), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    rules = {r["rule"]: r for r in data["rules"]}
+    assert (rules["score_drop"]["in_time"], rules["score_drop"]["collapsing"]) == (2, 2)
+    assert (rules["all rules (live, OR)"]["false_stops"], rules["all rules (live, OR)"]["healthy"]) == (0, 1)
+    assert rules["non_finite"]["missed"] == 2
+    signs = {s["sign"]: s for s in data["signs"]}
+    assert (signs["entropy_fall"]["false_alarms"], signs["entropy_fall"]["healthy_logged"]) == (1, 1)
+    assert signs["length_fall"]["false_alarms"] == 0
+    table = CliRunner().invoke(app, ["replay", str(spec), "--from", *map(str, logs)])
+    assert "collapse rules on these trials" in table.stdout and "leading signs" in table.stdout

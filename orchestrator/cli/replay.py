@@ -90,6 +90,36 @@ def replay(
     out.print(f"healthy trials stopped: {len(result.lost)}" + (f" ({', '.join(result.lost)})" if result.lost else ""), highlight=False)
     if live:
         out.print(f"collapse decisions that differ from the live run: {result.mismatches}", highlight=False)
+    _print_calibration(result)
+
+
+def _print_calibration(result) -> None:  # noqa: ANN001
+    """Per rule and per leading sign, against each curve's own ground truth."""
+    from orchestrator.calibration import COLLAPSE_FRACTION, ONSET_FRACTION, spread
+
+    rules = Table(
+        title=(
+            f"collapse rules on these trials (a collapse: below {COLLAPSE_FRACTION:.0%} of its best to the end; onset: "
+            f"the first evaluation staying below {ONSET_FRACTION:.0%})"
+        )
+    )
+    for column in ("rule", "in time", "flagged at its end", "late", "missed", "latency (evals)", "false stops"):
+        rules.add_column(column)
+    for r in result.rules:
+        rules.add_row(
+            r.rule, f"{r.in_time}/{r.collapsing}", str(r.flagged_at_end), str(r.late), str(r.missed),
+            spread(r.latencies), f"{r.false_stops}/{r.healthy}",
+        )
+    _console.print_table(rules)
+    signs = Table(title="leading signs (warnings, never stops)")
+    for column in ("sign", "warned before the onset", "lead (steps)", "after", "never", "false alarms"):
+        signs.add_column(column)
+    for s in result.signs:
+        signs.add_row(
+            s.sign, f"{s.before}/{s.collapsing_logged}", spread(s.leads), str(s.after), str(s.never),
+            f"{s.false_alarms}/{s.healthy_logged}",
+        )
+    _console.print_table(signs)
 
 
 def _fmt(value: float | None) -> str:

@@ -34,9 +34,11 @@ from orchestrator.collapse._entropy import EntropyRule
 from orchestrator.collapse._length_collapse import LengthCollapseRule
 from orchestrator.collapse._non_finite import NonFiniteRule
 from orchestrator.collapse._score_drop import ScoreDropRule
+from orchestrator.collapse._signs import SIGN_NAMES, Sign, build_signs
 
 __all__ = [
     "DEFAULT_NOISE_Z",
+    "SIGN_NAMES",
     "Baseline",
     "CollapseConfig",
     "DeadConfig",
@@ -53,9 +55,11 @@ __all__ = [
     "Rule",
     "ScoreDropConfig",
     "ScoreDropRule",
+    "Sign",
     "Verdict",
     "WarningRule",
     "build_rules",
+    "build_signs",
     "collect_warnings",
     "collapse_walk",
     "end_verdict",

@@ -190,6 +190,7 @@ class TrialRun:
         self._store.append_metrics(self._record.id, points)
         judgement = self._judge.take(points)
         self._note_objective()
+        self._note_warnings(judgement.warnings)
         for point, (step, score) in zip(points, judgement.scores, strict=True):
             keeper.observe(step, score)
             self._log_wandb(point)
@@ -199,6 +200,16 @@ class TrialRun:
         for report in judgement.reports:
             self._report_eval(report)
         return judgement.verdict
+
+    def _note_warnings(self, warnings: tuple[Verdict, ...]) -> None:
+        """Record each leading sign's first warning once per trial (an earlier attempt may have recorded it)."""
+        if not warnings:
+            return
+        recorded = {e.data.get("rule") for e in self._store.list_events(self._record.id, kind="collapse_warning")}
+        for warning in warnings:
+            if warning.rule not in recorded:
+                data = {"rule": warning.rule, "step": warning.step, "reason": warning.reason}
+                self._store.append_event(self._record.id, "collapse_warning", data=data)
 
     def _note_objective(self) -> None:
         """Record, once per trial, which metric it is judged by and why (`ablate status` shows it)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from orchestrator.collapse import CollapseConfig, Mode, build_rules
+from orchestrator.collapse import CollapseConfig, Mode, build_rules, build_signs
 from orchestrator.evalsets import eval_set
 from orchestrator.history import choose_objective, is_validation_metric, resolve_objective, series
 from orchestrator.report._effects import Effects, compute_effects
@@ -93,6 +93,7 @@ def build_report(
         on_run: Called with each run's name before it is judged (for progress).
     """
     config = config if config is not None else CollapseConfig()
+    signs = build_signs()
     summaries = []
     notes = []
     for run in runs:
@@ -102,7 +103,7 @@ def build_report(
         if metric is None:
             notes.append(f"`{run.run}` logged no objective (no validation score, no `critic/score/mean`).")
         rules = build_rules(config, metric, mode, eval_sizes) if metric else []
-        summaries.append(summarize_run(run, metric, mode, rules))
+        summaries.append(summarize_run(run, metric, mode, rules, signs=signs))
     judged_by = objective_notes(runs, summaries, objective, eval_sizes)
     objectives = list(dict.fromkeys(s.objective for s in summaries if s.objective))
     if len(objectives) > 1:

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.collapse import Mode, Rule, Verdict, end_verdict, first_verdict
+from orchestrator.collapse import Mode, Rule, Verdict, collect_warnings, end_verdict, first_verdict
 from orchestrator.history import History, series
 from orchestrator.store import StopReason
 
@@ -138,6 +138,7 @@ class RunSummary:
         timeline: Best, last healthy evaluation, onset, dead.
         n_evals: How many finite evaluations of the objective it logged.
         checkpoint: Where its best checkpoint was kept, when known.
+        warnings: The leading signs that warned, the earliest warning of each, in step order (never stops).
     """
 
     run: str
@@ -155,6 +156,7 @@ class RunSummary:
     timeline: Timeline
     n_evals: int
     checkpoint: str | None = None
+    warnings: tuple[Verdict, ...] = ()
 
     @property
     def collapsed(self) -> bool:
@@ -235,6 +237,7 @@ def summarize_run(
     mode: Mode,
     rules: Sequence[Rule] = (),
     *,
+    signs: Sequence[Any] = (),
     window_steps: int = 5,
 ) -> RunSummary:
     """Summarise one run.
@@ -246,6 +249,8 @@ def summarize_run(
         rules: The collapse rules that judge the history when no verdict was recorded. A run that ran to its end
             (or a log) is judged as finished (`end_verdict`): one whose last evaluations dropped too late for a
             rule to confirm it ended collapsed, unconfirmed.
+        signs: The leading signs (`orchestrator.collapse.build_signs`); with the rules' own warnings they give
+            `warnings`.
         window_steps: The half-width, in steps, of the window around the best step.
     """
     history = run.history
@@ -276,6 +281,7 @@ def summarize_run(
         timeline=_timeline(history, evals, best_step, onset),
         n_evals=len(evals),
         checkpoint=run.checkpoint,
+        warnings=tuple(collect_warnings([*rules, *signs], history)),
     )
 
 

@@ -57,6 +57,10 @@ def trial_rows(store: SQLiteStore, sweep_id: str) -> list[dict[str, Any]]:
                 "collapse_step": r.collapse_step,
                 "attempts": r.attempts,
                 "why": (r.stop_evidence or {}).get("reason"),
+                "warnings": [
+                    {"rule": e.data.get("rule"), "step": e.data.get("step")}
+                    for e in store.list_events(r.id, kind="collapse_warning")
+                ],
                 "queue_reason": queue_reason,
             }
         )
