@@ -1,0 +1,66 @@
+"""The run bank of real public runs: consistent with its manifest, rebuilt exactly by its converter, split as
+recorded, and judged by the default rules without stopping any healthy run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator.collapse import CollapseConfig, build_rules, end_verdict
+from orchestrator.evalsets import eval_source
+from orchestrator.history import series
+from orchestrator.readers import read_run
+
+ROOT = Path(__file__).resolve().parents[1]
+BANK = ROOT / "tests" / "data" / "bank"
+MANIFEST = json.loads((BANK / "manifest.json").read_text())
+
+
+def test_the_bank_has_what_its_provenance_says() -> None:
+    assert len(MANIFEST) == 47
+    assert len({entry["source"] for entry in MANIFEST}) == 6
+    assert sum(entry["label"] == "collapsed" for entry in MANIFEST) == 10
+    for half in ("tuning", "held_out"):
+        chosen = [entry for entry in MANIFEST if entry["split"] == half]
+        assert sum(entry["label"] == "collapsed" for entry in chosen) == 5, half
+
+
+@pytest.mark.parametrize("entry", MANIFEST, ids=[Path(e["file"]).stem for e in MANIFEST])
+def test_each_run_reads_cleanly_and_its_labels_fit_its_curve(entry: dict) -> None:
+    run = read_run(BANK / entry["file"])
+    assert run.n_skipped == 0
+    evals = series(run.points, entry["validation_metric"], finite=True)
+    assert len(evals) >= 4
+    steps = [step for step, _ in evals]
+    assert entry["peak_step"] in steps
+    if entry["label"] == "collapsed":
+        assert entry["onset_step"] in steps and entry["onset_step"] > entry["peak_step"]
+    else:
+        assert entry["label"] == "healthy" and entry["onset_step"] is None
+
+
+@pytest.mark.parametrize("script", ["convert.py", "split.py"])
+def test_the_converter_and_the_split_reproduce_the_committed_bank(script: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bank" / script), "--check"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def test_no_healthy_run_is_stopped_and_every_deep_collapse_is_caught() -> None:
+    """With and without the sizes declared: no false stop; each run that ends below half its best is flagged."""
+    for declare in (True, False):
+        for entry in MANIFEST:
+            run = read_run(BANK / entry["file"])
+            metric = entry["validation_metric"]
+            sizes = {eval_source(metric): entry["eval_size"]} if declare and entry["eval_size"] else {}
+            verdict = end_verdict(build_rules(CollapseConfig(), metric, "max", sizes), run.points)
+            values = [value for _, value in series(run.points, metric, finite=True)]
+            if entry["label"] == "healthy":
+                assert verdict is None, (entry["file"], verdict)
+            elif values[-1] < 0.5 * max(values):
+                assert verdict is not None, entry["file"]
