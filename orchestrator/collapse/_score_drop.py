@@ -88,14 +88,7 @@ class ScoreDropRule:
 
     def check(self, history: History) -> Verdict | None:
         """Return a verdict at the `n_evals`-th consecutive dropped evaluation or a severe drop, or None."""
-        judged = self._judged(history)
-        streak = first_streak(judged, lambda e: e.dropped, self._n_evals)
-        severe = next((e for e in judged if self._severe(e)), None)
-        if severe is not None and (streak is None or severe.step < streak[-1].step):
-            return self._verdict([severe], severe=True)
-        if streak is None:
-            return None
-        return self._verdict(streak)
+        return self._fire(self._judged(history))
 
     def at_end(self, history: History) -> Verdict | None:
         """Judge a finished run: a verdict when its last evaluations dropped but were fewer than `n_evals`.
@@ -103,9 +96,9 @@ class ScoreDropRule:
         Such a run ended collapsed, unconfirmed: no later evaluation could show the drop was lasting. Returns
         None when `check` fires (that verdict is the confirmed one) or when the last evaluation did not drop.
         """
-        if self.check(history) is not None:
-            return None
         judged = self._judged(history)
+        if self._fire(judged) is not None:
+            return None
         trailing: list[ScoredEval] = []
         for evaluation in reversed(judged):
             if not evaluation.dropped:
@@ -114,6 +107,16 @@ class ScoreDropRule:
         if not trailing:
             return None
         return self._verdict(trailing, confirmed=False)
+
+    def _fire(self, judged: list[ScoredEval]) -> Verdict | None:
+        """The verdict at the first severe drop or `n_evals`-th consecutive dropped evaluation, whichever is first."""
+        streak = first_streak(judged, lambda e: e.dropped, self._n_evals)
+        severe = next((e for e in judged if self._severe(e)), None)
+        if severe is not None and (streak is None or severe.step < streak[-1].step):
+            return self._verdict([severe], severe=True)
+        if streak is None:
+            return None
+        return self._verdict(streak)
 
     def _judged(self, history: History) -> list[ScoredEval]:
         evals = judge_evals(
