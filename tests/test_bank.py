@@ -18,15 +18,24 @@ from orchestrator.readers import read_run
 ROOT = Path(__file__).resolve().parents[1]
 BANK = ROOT / "tests" / "data" / "bank"
 MANIFEST = json.loads((BANK / "manifest.json").read_text())
+# The fresh held-out set (gathered after the tuning and held-out halves had been seen): its runs are read and checked
+# against their labels here, but no collapse rule is ever run on them in the tests, so that their report stays blind.
+DEALT = [entry for entry in MANIFEST if entry["split"] != "fresh"]
+FRESH = [entry for entry in MANIFEST if entry["split"] == "fresh"]
 
 
 def test_the_bank_has_what_its_provenance_says() -> None:
-    assert len(MANIFEST) == 47
-    assert len({entry["source"] for entry in MANIFEST}) == 6
-    assert sum(entry["label"] == "collapsed" for entry in MANIFEST) == 10
+    assert {entry["split"] for entry in MANIFEST} == {"tuning", "held_out", "fresh"}
+    assert len(DEALT) == 47
+    assert len({entry["source"] for entry in DEALT}) == 6
+    assert sum(entry["label"] == "collapsed" for entry in DEALT) == 10
     for half in ("tuning", "held_out"):
         chosen = [entry for entry in MANIFEST if entry["split"] == half]
         assert sum(entry["label"] == "collapsed" for entry in chosen) == 5, half
+    assert len(FRESH) == 4
+    assert len({entry["source"] for entry in FRESH}) == 2
+    assert not {entry["source"] for entry in FRESH} & {entry["source"] for entry in DEALT}
+    assert sum(entry["label"] == "collapsed" for entry in FRESH) == 0
 
 
 @pytest.mark.parametrize("entry", MANIFEST, ids=[Path(e["file"]).stem for e in MANIFEST])
@@ -52,9 +61,11 @@ def test_the_converter_and_the_split_reproduce_the_committed_bank(script: str) -
 
 
 def test_no_healthy_run_is_stopped_and_every_deep_collapse_is_caught() -> None:
-    """With and without the sizes declared: no false stop; each run that ends below half its best is flagged."""
+    """With and without the sizes declared: no false stop; each run that ends below half its best is flagged.
+
+    On the tuning and held-out halves only: the fresh set is not judged by the rules here (see FRESH above)."""
     for declare in (True, False):
-        for entry in MANIFEST:
+        for entry in DEALT:
             run = read_run(BANK / entry["file"])
             metric = entry["validation_metric"]
             sizes = {eval_source(metric): entry["eval_size"]} if declare and entry["eval_size"] else {}

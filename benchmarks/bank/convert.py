@@ -39,6 +39,19 @@ Sources handled (see tests/data/bank/PROVENANCE.md for where each original comes
   checkpoint's held-out GSM8K accuracy) becomes `val/test_score/gsm8k`. `epoch` and the trainer's closing summary
   entry (`train_runtime`, ...) are dropped, and so are the CSV's other columns (probes of the checkpoint, not
   training metrics).
+- `wandb-panel-csv`: a wandb panel's "Export CSV" (the layout some papers commit for their figures): a `Step`
+  column, then for each run `<run name> - <metric>` with `... __MIN` and `... __MAX` beside it (the range of a
+  smoothed panel; equal to the value when nothing is smoothed). The original is written `<file>#<run name>`; every
+  `<run name> - <metric>` column of that run becomes `<metric>` (verl's name, unchanged), `__MIN`/`__MAX` columns
+  and empty cells (steps the run did not reach) are dropped.
+- `swift-csv`: an ms-swift GRPO run (ms-swift's `GRPOTrainer` is built on TRL's), as a project exported its
+  `logging.jsonl` into `train_metrics.csv` and `eval_metrics.csv` (one row per logged step, a `step` column, the
+  `eval_` prefix already removed by the export). The original is written `<train.csv>;<eval.csv>#<data source>`.
+  Kept from the training file, under TRL's names: `grad_norm`, `completions/mean_length`,
+  `completions/clipped_ratio`, `frac_reward_zero_std`, `kl`, and `reward` (the combined reward functions) as
+  `critic/score/mean`; from the evaluation file only `reward`, the mean combined reward on the held-out set, as
+  `val/test_score/<data source>` (the name verl gives the same quantity). Other columns (per-function rewards, timing,
+  progress strings) are dropped.
 
 Usage (from the repository root, with the project's virtual environment active; needs `tensorboard`):
 
@@ -143,6 +156,21 @@ RUNS += [
     (f"rlvr-jason-0.5b__{run}", "trl-log-history",
      f"{_JASON}/{run}/stageA_log_history_excerpt.json;{_JASON}/{run}/summary.csv")
     for run in ("run1", "run2")
+]
+
+_DEEP_GRPO = "tests/data/bank/originals/deep-grpo"
+RUNS += [
+    ("deep-grpo__treerl", "wandb-panel-csv",
+     f"{_DEEP_GRPO}/tree_methods_training_instability_test_reward_excerpt.csv#Qwen2.5-0.5B-Instruct-TreeRL"),
+    ("deep-grpo__deep_grpo", "wandb-panel-csv",
+     f"{_DEEP_GRPO}/training_dynamics_test_reward_excerpt.csv#Qwen2.5-0.5B-Instruct-GSM8K-CRPO-sp-p1-b8-gamma2.0-lam1.0-01161659"),
+    ("deep-grpo__grpo", "wandb-panel-csv",
+     f"{_DEEP_GRPO}/training_dynamics_test_reward_excerpt.csv#qwen2.5-0.5b-instruct-gsm8k-crpo-no-branch"),
+]
+
+_SWIFT = "tests/data/bank/originals/qwen3vl-swift-grpo"
+RUNS += [
+    ("qwen3vl-swift-grpo__summary", "swift-csv", f"{_SWIFT}/train_metrics.csv;{_SWIFT}/eval_metrics.csv#summary_eval"),
 ]
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -310,8 +338,56 @@ def convert_trl_log_history(log_path: Path, eval_path: Path) -> dict[int, dict[s
     return steps
 
 
+def convert_wandb_panel_csv(path: Path, run: str) -> dict[int, dict[str, float]]:
+    """Read one run's columns of a wandb panel CSV export (`Step`, `<run> - <metric>`, `__MIN`/`__MAX` dropped)."""
+    import csv
+
+    prefix = f"{run} - "
+    steps: dict[int, dict[str, float]] = {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            metrics = steps.setdefault(int(row["Step"]), {})
+            for column, text in row.items():
+                if not column.startswith(prefix) or column.endswith(("__MIN", "__MAX")) or text in (None, ""):
+                    continue
+                number = _number(text)
+                if number is not None:
+                    metrics[column[len(prefix):]] = number
+    return {step: metrics for step, metrics in steps.items() if metrics}
+
+
+_SWIFT_TRAIN = {
+    "grad_norm": "grad_norm",
+    "completions/mean_length": "completions/mean_length",
+    "completions/clipped_ratio": "completions/clipped_ratio",
+    "reward": "critic/score/mean",
+    "frac_reward_zero_std": "frac_reward_zero_std",
+    "kl": "kl",
+}
+
+
+def convert_swift_csv(train_path: Path, eval_path: Path, source: str) -> dict[int, dict[str, float]]:
+    """Merge an ms-swift GRPO run's exported training and evaluation CSVs (both keyed by `step`)."""
+    import csv
+
+    steps: dict[int, dict[str, float]] = {}
+    for path, names in ((train_path, _SWIFT_TRAIN), (eval_path, {"reward": f"val/test_score/{source}"})):
+        with path.open(newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                metrics = steps.setdefault(int(row["step"]), {})
+                for column, name in names.items():
+                    number = _number(row[column])
+                    if number is not None:
+                        metrics[name] = number
+    return steps
+
+
 CONVERTERS = {"verl-console": convert_console, "verl-tensorboard": convert_tensorboard}
-ARM_CONVERTERS = {"wandb-history": convert_wandb_history, "markdown-table": convert_markdown_table}
+ARM_CONVERTERS = {
+    "wandb-history": convert_wandb_history,
+    "markdown-table": convert_markdown_table,
+    "wandb-panel-csv": convert_wandb_panel_csv,
+}
 
 
 def to_jsonl(steps: dict[int, dict[str, float]]) -> str:
@@ -334,6 +410,10 @@ def main() -> int:
         elif fmt == "trl-log-history":
             log_file, eval_file = original.split(";")
             text = to_jsonl(convert_trl_log_history(ROOT / log_file, ROOT / eval_file))
+        elif fmt == "swift-csv":
+            files, _, source = original.partition("#")
+            train_file, eval_file = files.split(";")
+            text = to_jsonl(convert_swift_csv(ROOT / train_file, ROOT / eval_file, source))
         elif fmt in ARM_CONVERTERS:
             file, _, arm = original.partition("#")
             text = to_jsonl(ARM_CONVERTERS[fmt](ROOT / file, arm))

@@ -7,6 +7,12 @@ may move others, so the split is written into manifest.json (`split`) once and `
 
 Thresholds are tuned on the `tuning` half only (benchmarks/calibration.py reports both halves).
 
+`fresh` is a second held-out set, gathered after the first two halves had been looked at: runs added later are
+written into the manifest with `split: fresh` by hand (with their labels, before anything is run on them) and are
+never dealt, so they cannot move the original halves. They are never used for tuning; they exist to report the
+collapse rules on runs no one has seen the rules' verdicts on. The deal below covers only the entries whose split is
+not `fresh`, and `--check` verifies the fresh entries keep `fresh`.
+
     python benchmarks/bank/split.py          # writes `split` into tests/data/bank/manifest.json
     python benchmarks/bank/split.py --check  # exits 1 if the manifest's split differs
 """
@@ -22,11 +28,15 @@ from pathlib import Path
 MANIFEST = Path(__file__).resolve().parents[2] / "tests" / "data" / "bank" / "manifest.json"
 
 
+FRESH = "fresh"
+
+
 def split(entries: list[dict]) -> dict[str, str]:
-    """Return file -> `tuning` or `held_out`."""
-    halves: dict[str, str] = {}
-    for label in sorted({e["label"] for e in entries}):
-        files = sorted((e["file"] for e in entries if e["label"] == label), key=lambda f: hashlib.sha256(f.encode()).hexdigest())
+    """Return file -> `tuning` or `held_out` for the original deal, and `fresh` for the later held-out set."""
+    halves: dict[str, str] = {e["file"]: FRESH for e in entries if e.get("split") == FRESH}
+    dealt = [e for e in entries if e.get("split") != FRESH]
+    for label in sorted({e["label"] for e in dealt}):
+        files = sorted((e["file"] for e in dealt if e["label"] == label), key=lambda f: hashlib.sha256(f.encode()).hexdigest())
         for index, file in enumerate(files):
             halves[file] = "tuning" if index % 2 == 0 else "held_out"
     return halves
@@ -46,7 +56,7 @@ def main() -> int:
     for entry in entries:
         entry["split"] = halves[entry["file"]]
     MANIFEST.write_text(json.dumps(entries, indent=1) + "\n")
-    for half in ("tuning", "held_out"):
+    for half in ("tuning", "held_out", FRESH):
         chosen = [e for e in entries if e["split"] == half]
         collapsed = sum(e["label"] == "collapsed" for e in chosen)
         print(f"{half}: {len(chosen)} runs, {collapsed} collapsed")
