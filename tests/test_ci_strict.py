@@ -1,4 +1,8 @@
-"""Under CI (`CI=true`) a skipped test or module fails the run with its reason; locally it still skips."""
+"""Under CI (`CI=true`) a skipped test or module fails the run with its reason; locally it still skips.
+
+Each check runs serially and on two xdist workers (the suite's own addopts run it on workers): a skip a worker turns
+into a failure must reach the controller's outcome as one.
+"""
 
 from __future__ import annotations
 
@@ -37,18 +41,26 @@ SKIPPING = {
 }
 
 
-def _run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str | None) -> pytest.RunResult:
+# Serially, and on two xdist workers.
+WORKERS = pytest.mark.parametrize("workers", [["-n", "0"], ["-n", "2"]], ids=["serial", "xdist"])
+
+
+def _run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str | None, workers: list[str]) -> pytest.RunResult:
     pytester.makeconftest((Path(__file__).parent / "conftest.py").read_text())
     pytester.makepyfile(**SKIPPING)
     if ci is None:
         monkeypatch.delenv("CI", raising=False)
     else:
         monkeypatch.setenv("CI", ci)
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rfEs", "--continue-on-collection-errors")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rfEs", "--continue-on-collection-errors", *workers)
+    # The workers really ran the tests, or none did.
+    assert ("created: 2/2 workers" in result.stdout.str()) == (workers == ["-n", "2"]), result.stdout.str()
+    return result
 
 
-def test_skips_fail_the_run_under_ci(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    result = _run(pytester, monkeypatch, "true")
+@WORKERS
+def test_skips_fail_the_run_under_ci(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, workers: list[str]) -> None:
+    result = _run(pytester, monkeypatch, "true", workers)
     assert result.ret != 0
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed") == 1 and outcomes.get("skipped", 0) == 0, outcomes
@@ -58,9 +70,10 @@ def test_skips_fail_the_run_under_ci(pytester: pytest.Pytester, monkeypatch: pyt
         assert reason in out, out
 
 
+@WORKERS
 @pytest.mark.parametrize("ci", [None, "false"])
-def test_skips_stay_skips_outside_ci(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str | None) -> None:
-    result = _run(pytester, monkeypatch, ci)
+def test_skips_stay_skips_outside_ci(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str | None, workers: list[str]) -> None:
+    result = _run(pytester, monkeypatch, ci, workers)
     assert result.ret == 0
     outcomes = result.parseoutcomes()
     assert outcomes == {"passed": 1, "skipped": 3}, outcomes

@@ -33,6 +33,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from mini_sweeps import ABLATE, ROOT  # noqa: E402
 from mini_sweeps import trainers as _trainers  # noqa: E402
 
+# The module's API tests share one server (the `server` fixture): under xdist they run on one worker, so that it
+# starts once.
+pytestmark = pytest.mark.xdist_group("service")
+
 CHROMIUM = Path("/usr/bin/chromium")
 FAST = {"mini.warm_start.steps": 600}
 BAD_KL = "factors.kl[1].coef"

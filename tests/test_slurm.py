@@ -23,6 +23,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import yaml
 
 from orchestrator.launchers import Status
 from orchestrator.launchers.slurm import SlurmLauncher, SlurmOptions, job_state
@@ -32,6 +33,10 @@ from orchestrator.trainers import Command
 sys.path.insert(0, str(Path(__file__).parent))
 from mini_sweeps import ABLATE, COLLAPSING_LR, HEALTHY_LR, ROOT, run_ablate, trainers, wait_for_trial, write_spec  # noqa: E402
 from slurm_cluster import Cluster, SlurmUnavailable, start_cluster  # noqa: E402
+
+# One test cluster (fixed ports: slurmctld's, the slurmd's) for the whole module: under xdist its tests run on one
+# worker, one after another, as they would serially.
+pytestmark = pytest.mark.xdist_group("slurm")
 
 # How Slurm shows a job waiting for GPUs others hold: Resources, or Priority while a job ahead of it waits too.
 _WAITING_FOR_GPUS = ("PENDING (Resources)", "PENDING (Priority)")
@@ -572,14 +577,22 @@ def test_a_two_node_verl_trial_joins_the_ray_cluster_its_job_started(tmp_path: P
 
 def test_driver_sbatch_runs_the_demo_sweep_inside_one_allocation(tmp_path: Path, env: dict[str, str], cluster: Cluster) -> None:
     """The demo sweep inside one 2-node allocation: Ray over both nodes (1 CPU each, so two trials at once run on
-    different nodes), `ablate run` on the first, trials placed on both."""
+    different nodes), `ablate run` on the first, trials placed on both. A reduced copy of the demo spec: its
+    factors, design, seeds and rules (18 trials), with 40 steps, the short warm start, and an LR at which the
+    baseline collapses within them (where the allocation runs the sweep is the subject, not the demo's results)."""
     if not cluster.multi_nodes:
         pytest.skip(f"the multi-node partition did not start: {cluster.multi_unavailable}")
+    demo = yaml.safe_load((ROOT / "sweeps" / "demo.yaml").read_text())
+    demo["trainer"] = {"backend": "mini", "base": str(ROOT / "configs" / "mini" / "original.yaml"), "overrides": {"mini.warm_start.steps": 600}}
+    demo["factors"]["lr_schedule"][0]["lr"] = COLLAPSING_LR
+    demo["budget"] = {"max_steps": 40, "eval_every": 5, "save_every": 5}
+    spec = tmp_path / "demo.yaml"
+    spec.write_text(yaml.safe_dump(demo, sort_keys=False))
     out = tmp_path / "demo"
     job_env = {**env, "ABLATE_RAY_CPUS": "1"}
     submitted = subprocess.run(
         ["sbatch", "--parsable", "--partition=multi", "--nodes=2", "--time=00:30:00", f"--output={tmp_path / 'driver.out'}",
-         str(ROOT / "slurm" / "driver.sbatch"), str(ROOT / "sweeps" / "demo.yaml"), str(out)],
+         str(ROOT / "slurm" / "driver.sbatch"), str(spec), str(out)],
         capture_output=True, text=True, env=job_env, cwd=ROOT, check=True,
     )  # fmt: skip
     job_id = submitted.stdout.strip()
