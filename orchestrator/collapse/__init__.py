@@ -4,7 +4,8 @@ Each rule has one method, `check(history) -> Verdict | None`, with no I/O and no
 live trials, recorded logs and replays. `first_verdict` is the OR over rules; `collect_warnings` gathers the
 signs that do not stop a run on their own; `end_verdict` judges a finished run, including one whose last
 evaluations dropped too late to be confirmed. Score rules judge a drop against the evaluation's noise too
-(`EvalNoise`: binomial from the evaluation set's size, else the run's own spread). `CollapseConfig` is the spec's `pruning.collapse` section and
+(`EvalNoise`: binomial from the evaluation set's size, else the run's own spread); `ScoreSlideRule` catches a
+slow slide by averaging several evaluations. `CollapseConfig` is the spec's `pruning.collapse` section and
 `build_rules` turns it into rules.
 """
 
@@ -26,6 +27,7 @@ from orchestrator.collapse._config import (
     LengthCollapseConfig,
     NonFiniteConfig,
     ScoreDropConfig,
+    ScoreSlideConfig,
     build_rules,
 )
 from orchestrator.collapse._dead import DeadRule
@@ -34,6 +36,7 @@ from orchestrator.collapse._entropy import EntropyRule
 from orchestrator.collapse._length_collapse import LengthCollapseRule
 from orchestrator.collapse._non_finite import NonFiniteRule
 from orchestrator.collapse._score_drop import ScoreDropRule
+from orchestrator.collapse._score_slide import ScoreSlideRule
 from orchestrator.collapse._signs import SIGN_NAMES, Sign, build_signs
 
 __all__ = [
@@ -55,6 +58,8 @@ __all__ = [
     "Rule",
     "ScoreDropConfig",
     "ScoreDropRule",
+    "ScoreSlideConfig",
+    "ScoreSlideRule",
     "Sign",
     "Verdict",
     "WarningRule",

@@ -13,10 +13,11 @@ from orchestrator.collapse._dead import DeadRule
 from orchestrator.collapse._entropy import DEFAULT_METRICS as ENTROPY_METRICS
 from orchestrator.collapse._entropy import EntropyRule
 from orchestrator.collapse._length_collapse import LengthCollapseRule
-from orchestrator.collapse._noise import DEFAULT_NOISE_Z, EvalNoise
+from orchestrator.collapse._noise import DEFAULT_NOISE_Z, DEFAULT_UNKNOWN_DROP, EvalNoise
 from orchestrator.collapse._non_finite import DEFAULT_METRICS as NON_FINITE_METRICS
 from orchestrator.collapse._non_finite import NonFiniteRule
 from orchestrator.collapse._score_drop import ScoreDropRule
+from orchestrator.collapse._score_slide import DEFAULT_SLIDE_Z, ScoreSlideRule
 
 
 class _RuleConfig(BaseModel):
@@ -70,6 +71,30 @@ class ScoreDropConfig(_RuleConfig):
     @field_validator("min_delta")
     @classmethod
     def _min_delta(cls, value: float, info: ValidationInfo) -> float:
+        return v.check_non_negative(str(info.field_name), value)
+
+
+class ScoreSlideConfig(_RuleConfig):
+    """`ScoreSlideRule`: the mean of the last `window` evaluations lost `drop` of the best earlier window mean's
+    gain, `z` standard errors of the difference below it."""
+
+    window: int = 3
+    drop: float = 0.15
+    z: float = DEFAULT_SLIDE_Z
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: int, info: ValidationInfo) -> int:
+        return v.check_at_least(str(info.field_name), value, 1)
+
+    @field_validator("drop")
+    @classmethod
+    def _drop(cls, value: float, info: ValidationInfo) -> float:
+        return v.check_open_unit(str(info.field_name), value)
+
+    @field_validator("z")
+    @classmethod
+    def _z(cls, value: float, info: ValidationInfo) -> float:
         return v.check_non_negative(str(info.field_name), value)
 
 
@@ -170,12 +195,14 @@ class CollapseConfig(BaseModel):
             Set it to the score's worst value when scores can be negative.
         noise_z: How many standard errors of the evaluation noise a score must fall, as well as its threshold,
             before any rule counts it as dropped (`orchestrator.collapse._noise`); 0 judges by thresholds alone.
-        non_finite, score_drop, dead, length_collapse, entropy: One section per rule.
+        unknown_noise_drop: While the noise is not known yet (no size, too few evaluations for the run's own
+            spread), the fraction of the gain a score must lose, as well as its threshold, to count as dropped.
+        non_finite, score_drop, score_slide, dead, length_collapse, entropy: One section per rule.
 
     Example:
         >>> config = CollapseConfig.model_validate({"score_drop": {"drop": 0.3}, "entropy": {"enabled": False}})
         >>> [rule.name for rule in build_rules(config, "val-core/openai/gsm8k/acc/mean@1", "max")]
-        ['non_finite', 'dead', 'length_collapse', 'score_drop']
+        ['non_finite', 'dead', 'length_collapse', 'score_drop', 'score_slide']
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -183,8 +210,10 @@ class CollapseConfig(BaseModel):
     grace_steps: int = 0
     baseline: float | Literal["first"] = 0.0
     noise_z: float = DEFAULT_NOISE_Z
+    unknown_noise_drop: float = DEFAULT_UNKNOWN_DROP
     non_finite: NonFiniteConfig = Field(default_factory=NonFiniteConfig)
     score_drop: ScoreDropConfig = Field(default_factory=ScoreDropConfig)
+    score_slide: ScoreSlideConfig = Field(default_factory=ScoreSlideConfig)
     dead: DeadConfig = Field(default_factory=DeadConfig)
     length_collapse: LengthCollapseConfig = Field(default_factory=LengthCollapseConfig)
     entropy: EntropyConfig = Field(default_factory=EntropyConfig)
@@ -199,6 +228,11 @@ class CollapseConfig(BaseModel):
     def _noise_z(cls, value: float, info: ValidationInfo) -> float:
         return v.check_non_negative(str(info.field_name), value)
 
+    @field_validator("unknown_noise_drop")
+    @classmethod
+    def _unknown_noise_drop(cls, value: float, info: ValidationInfo) -> float:
+        return v.check_fraction(str(info.field_name), value)
+
     @field_validator("baseline")
     @classmethod
     def _baseline(cls, value: float | str) -> float | str:
@@ -211,7 +245,7 @@ def build_rules(
     """Return the enabled rules of `config`, judging `objective` in `mode`, against its evaluation noise.
 
     The order breaks ties in `first_verdict` (the first listed wins): non_finite, dead, length_collapse,
-    score_drop, entropy, from the most to the least specific diagnosis.
+    score_drop, score_slide, entropy, from the most to the least specific diagnosis.
 
     Args:
         config: The spec's collapse section.
@@ -224,7 +258,11 @@ def build_rules(
     """
     v.check_metric("objective", objective)
     v.check_mode(mode)
-    noise = EvalNoise(objective, dict(eval_sizes or {}), config.noise_z) if config.noise_z > 0 else None
+    noise = (
+        EvalNoise(objective, dict(eval_sizes or {}), config.noise_z, config.unknown_noise_drop)
+        if config.noise_z > 0
+        else None
+    )
     score = {"mode": mode, "baseline": config.baseline, "noise": noise}
     rules: list[Rule] = []
     if config.non_finite.enabled:
@@ -265,6 +303,18 @@ def build_rules(
                 min_delta=sd.min_delta,
                 severe_drop=sd.severe_drop,
                 severe_z=sd.severe_z,
+                grace_steps=config.grace_steps,
+                **score,  # type: ignore[arg-type]
+            )
+        )
+    if config.score_slide.enabled:
+        ss = config.score_slide
+        rules.append(
+            ScoreSlideRule(
+                objective,
+                window=ss.window,
+                drop=ss.drop,
+                z=ss.z,
                 grace_steps=config.grace_steps,
                 **score,  # type: ignore[arg-type]
             )

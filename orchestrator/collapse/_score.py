@@ -14,7 +14,9 @@ and nothing counts as a drop. NaN and inf evaluations are skipped here (`NonFini
 
 With a noise model (`orchestrator.collapse._noise.EvalNoise`), a drop must also be beyond the evaluation's noise:
 at least `z` standard errors of the difference between the best evaluation and this one. A run evaluated on 30
-problems then needs a much larger fall than one evaluated on 1319 before any rule calls it a drop.
+problems then needs a much larger fall than one evaluated on 1319 before any rule calls it a drop. While the noise
+is not known (no size, too few evaluations for the run's own spread), a drop must lose at least `unknown_drop`
+(half) of the gain.
 """
 
 from __future__ import annotations
@@ -84,9 +86,8 @@ def judge_evals(
         if _better(value, best, mode):
             best, best_step = value, step
         threshold = _threshold(best, base, drop, mode)
-        dropped = (
-            threshold is not None and _better(threshold, value, mode) and abs(best - value) > min_delta
-        )
+        crossed = threshold is not None and _better(threshold, value, mode) and abs(best - value) > min_delta
+        dropped = crossed
         known = z = None
         if noise is not None and noise.z > 0 and _better(best, value, mode):
             known = noise.at(healthy, value, best)
@@ -94,7 +95,13 @@ def judge_evals(
                 sigma = known.diff_sigma(best, value)
                 z = math.inf if sigma == 0.0 else abs(best - value) / sigma
                 dropped = dropped and z >= noise.z
-        if not dropped:
+            else:
+                # The noise is not known yet: only a severe drop can be told from it.
+                gain = abs(best - base)
+                dropped = dropped and gain > 0.0 and abs(best - value) >= noise.unknown_drop * gain
+        # The noise is measured on healthy evaluations: not one that crossed the threshold before the noise was
+        # known (it may be the start of a fall, and would hide the rest of it in a wide spread).
+        if not dropped and not (crossed and noise is not None and noise.z > 0 and known is None):
             healthy.append(value)
         judged.append(ScoredEval(step, value, best, best_step, base, threshold, dropped, z, known))
     return judged
