@@ -89,12 +89,16 @@ def simulated(n: int, p: float, collapse: bool, seed: int) -> list[Case]:
     probs = np.full(SIM_EVALS, p)
     if collapse:
         probs[SIM_ONSET:] = p / 10
-    cases = []
-    for index in range(SIM_RUNS):
-        values = rng.binomial(n, probs) / n
-        points = tuple(StepMetrics(5 * (i + 1), {metric: float(v)}) for i, v in enumerate(values))
-        cases.append(Case(f"sim{index}", points, metric, {f"sim{n}": n}, 5 * (SIM_ONSET + 1) if collapse else None))
-    return cases
+    values = np.array([rng.binomial(n, probs) / n for _ in range(SIM_RUNS)])
+    return _cases(values, metric, {f"sim{n}": n}, 5 * (SIM_ONSET + 1) if collapse else None)
+
+
+def _cases(values: np.ndarray, metric: str, sizes: dict[str, int], onset: int | None) -> list[Case]:
+    """One case per row of `values`, evaluated every 5 steps from step 5."""
+    return [
+        Case(f"sim{i}", tuple(StepMetrics(5 * (j + 1), {metric: float(v)}) for j, v in enumerate(row)), metric, sizes, onset)
+        for i, row in enumerate(values)
+    ]
 
 
 # ----------------------------------------------------------------------------------------------------- tables
@@ -161,13 +165,6 @@ def simulation_section(out: dict[str, Any]) -> list[str]:
         out[f"noise_z={z}"] = {"healthy_stopped": false, "collapses_within_2": within}
         lines.append(f"| {z:g} | {false}/{SIM_RUNS} | {within}/{SIM_RUNS} |")
     return lines
-
-
-def _cases(values: np.ndarray, metric: str, sizes: dict[str, int], onset: int | None) -> list[Case]:
-    return [
-        Case(f"sim{i}", tuple(StepMetrics(5 * (j + 1), {metric: float(v)}) for j, v in enumerate(row)), metric, sizes, onset)
-        for i, row in enumerate(values)
-    ]
 
 
 def spread_section(out: dict[str, Any]) -> list[str]:

@@ -83,13 +83,13 @@ def judge_evals(
     best, best_step = evals[0][1], evals[0][0]
     healthy: list[float] = []  # the evaluations not judged dropped: the noise is measured on them
     for step, value in evals:
-        if _better(value, best, mode):
+        if better(value, best, mode):
             best, best_step = value, step
         threshold = _threshold(best, base, drop, mode)
-        crossed = threshold is not None and _better(threshold, value, mode) and abs(best - value) > min_delta
+        crossed = threshold is not None and better(threshold, value, mode) and abs(best - value) > min_delta
         dropped = crossed
         known = z = None
-        if noise is not None and noise.z > 0 and _better(best, value, mode):
+        if noise is not None and noise.z > 0 and better(best, value, mode):
             known = noise.at(healthy, value, best)
             if known is not None:
                 sigma = known.diff_sigma(best, value)
@@ -164,7 +164,8 @@ def describe_noise(evaluation: ScoredEval) -> str:
     return f" ({evaluation.z:.3g} standard errors; {evaluation.noise.describe()})"
 
 
-def _better(a: float, b: float, mode: Mode) -> bool:
+def better(a: float, b: float, mode: Mode) -> bool:
+    """Return whether score `a` is better than `b`: higher with `mode="max"`, lower with `mode="min"`."""
     return a > b if mode == "max" else a < b
 
 

@@ -10,9 +10,9 @@ mean's gain and is `z` standard errors of a difference of two such means below i
 The noise is the binomial noise of `orchestrator.collapse._noise`, from the evaluation set's size (declared,
 inferred from the values, or a common benchmark's). Without a size the rule does not judge: a moderate slide
 cannot be told from noise whose size is only estimated from the run's own spread (on simulated healthy runs
-judged by their spread, the rule stopped a few percent of them; a severe fall is `ScoreDropRule`'s). `z` is stricter than `noise_z` because the
-rule looks at every window of a run: 4.5 keeps false stops of simulated healthy runs on 30 problems under 1%
-(benchmarks/results/calibration.md).
+judged by their spread, the rule stopped a few percent of them; a severe fall is `ScoreDropRule`'s). `z` is
+stricter than `noise_z` because the rule looks at every window of a run: 4.5 keeps false stops of simulated
+healthy runs on 30 problems under 1% (benchmarks/results/calibration.md).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import math
 
 from orchestrator.collapse._base import Baseline, Mode, Verdict
 from orchestrator.collapse._noise import EvalNoise
+from orchestrator.collapse._score import better
 from orchestrator.collapse._validation import (
     check_at_least,
     check_baseline,
@@ -104,7 +105,7 @@ class ScoreSlideRule:
         for start in range(k, len(means)):
             # The best window that ends before this one starts.
             earlier = start - k
-            if best_index is None or self._better(means[earlier], means[best_index]):
+            if best_index is None or better(means[earlier], means[best_index], self._mode):
                 best_index = earlier
             if evals[start][0] < self._grace_steps:
                 continue
@@ -125,7 +126,7 @@ class ScoreSlideRule:
         k = self._window
         best, current = means[best_index], means[start]
         gain = abs(best - base)
-        if gain == 0.0 or not self._better(best, current):
+        if gain == 0.0 or not better(best, current, self._mode):
             return None
         lost = abs(best - current) / gain
         if lost < self._drop:
@@ -168,6 +169,3 @@ class ScoreSlideRule:
         if noise is not None:
             evidence.update({"z": z, "z_limit": self._z, "noise": noise.describe(), "noise_sd": noise.diff_sigma(best, current) / math.sqrt(k)})
         return Verdict(rule=self.name, step=end_step, reason=reason, evidence=evidence)
-
-    def _better(self, a: float, b: float) -> bool:
-        return a > b if self._mode == "max" else a < b
