@@ -147,7 +147,7 @@ def test_compose_unknown_key_lists_the_allowed_keys() -> None:
         ("actor_rollout_ref.actor.kl_loss_type=js", "`actor_rollout_ref.actor.kl_loss_type` must be one of [low_var_kl"),
         ("actor_rollout_ref.actor.use_kl_loss=1", "must be true or false but got 1"),
         ("actor_rollout_ref.actor.loss_agg_mode=mean", "must be one of [token-mean"),
-        ("actor_rollout_ref.rollout.dtype=float16", "one of [bfloat16, float32] but got 'float16'"),
+        ("actor_rollout_ref.rollout.dtype=float8", "one of [bfloat16, float16, float32] but got 'float8'"),
         ("actor_rollout_ref.actor.optim.betas=[0.9]", "a list of two numbers in [0, 1)"),
         ("trainer.logger=[console,wandb]", "`trainer.logger` must be a list of [console, file]"),
         ("trainer.resume_mode=sometimes", "one of [auto, disable, resume_path]"),

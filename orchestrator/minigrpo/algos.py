@@ -133,6 +133,7 @@ def policy_loss(
     clip_high: float,
     clip_c: float,
     agg_mode: str,
+    weights: torch.Tensor | None = None,
 ) -> PolicyLoss:
     """Return PPO's clipped surrogate loss with dual clipping, as verl's vanilla policy loss.
 
@@ -145,6 +146,7 @@ def policy_loss(
         clip_high: The ratio is clipped above at 1 + clip_high.
         clip_c: Dual-clip bound: a negative-advantage token loses at most -advantage * clip_c.
         agg_mode: Loss aggregation mode (see `agg_loss`).
+        weights: (B, L) rollout-correction importance weights multiplying each token's loss, or None.
 
     Returns:
         The loss and its diagnostics.
@@ -157,6 +159,8 @@ def policy_loss(
     dual_bound = -advantages * clip_c
     dual = torch.minimum(dual_bound, pessimistic)
     losses = torch.where(advantages < 0, dual, pessimistic)
+    if weights is not None:
+        losses = losses * weights
     negative = (advantages < 0).float()
     return PolicyLoss(
         loss=agg_loss(losses, mask, agg_mode),
@@ -164,6 +168,33 @@ def policy_loss(
         ppo_kl=float(masked_mean(-log_ratio.detach(), mask)),
         clipfrac_lower=float(masked_mean((pessimistic > dual_bound).float() * negative, mask)),
     )
+
+
+def reinforce_loss(
+    rollout_log_prob: torch.Tensor,
+    log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    agg_mode: str,
+    weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, float]:
+    """Return verl's REINFORCE loss of bypass mode, -A * log pi (x the IS weights), and its ppo_kl diagnostic.
+
+    Args:
+        rollout_log_prob: (B, L) the sampler's log-probs (for the diagnostic only).
+        log_prob: (B, L) current log-probs.
+        advantages: (B, L) per-token advantages.
+        mask: (B, L) response mask (rejected tokens already removed).
+        agg_mode: Loss aggregation mode (see `agg_loss`).
+        weights: (B, L) detached importance weights pi_current / pi_rollout, or None.
+
+    Returns:
+        The loss and the masked mean of rollout - current log-probs.
+    """
+    losses = -advantages * log_prob
+    if weights is not None:
+        losses = losses * weights
+    return agg_loss(losses, mask, agg_mode), float(masked_mean((rollout_log_prob - log_prob).detach(), mask))
 
 
 @dataclass(frozen=True)

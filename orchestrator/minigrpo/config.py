@@ -26,6 +26,8 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
+from orchestrator.minigrpo.corr_spec import IS_LEVELS, LOSS_TYPES, parse_is_threshold, parse_rs
+
 DATA_SOURCE = "mini"
 """The one evaluation set the miniature logs: `val-core/mini/reward/mean@N`."""
 
@@ -40,6 +42,7 @@ LOSS_AGG_MODES = (
     "seq-mean-token-sum-norm",
 )
 LOGGERS = ("console", "file")
+ROLLOUT_DTYPES = ("bfloat16", "float16", "float32")
 
 
 class MiniConfigError(ValueError):
@@ -76,6 +79,7 @@ class _Rule:
             "choice": f"one of [{', '.join(self.choices)}]",
             "betas": "a list of two numbers in [0, 1)",
             "loggers": f"a list of [{', '.join(self.choices)}]",
+            "scalar": "a number or a string",
         }[self.kind]
         if self.minimum is not None:
             text += f" {'>' if self.exclusive_min else '>='} {self.minimum:g}"
@@ -95,6 +99,8 @@ class _Rule:
             return isinstance(value, str) and value in self.choices
         if self.kind == "betas":
             return _is_betas(value)
+        if self.kind == "scalar":
+            return _is_number(value) or (isinstance(value, str) and value != "")
         if self.kind == "loggers":
             names = [value] if isinstance(value, str) else value
             return isinstance(names, list) and all(isinstance(n, str) and n in self.choices for n in names)
@@ -138,6 +144,7 @@ _IGNORED = _Rule("str", nullable=True)
 
 _A = "actor_rollout_ref.actor."
 _R = "actor_rollout_ref.rollout."
+_C = "algorithm.rollout_correction."
 _RULES: dict[str, _Rule] = {
     "actor_rollout_ref.model.path": _IGNORED,
     _A + "optim.lr": _NONNEG,
@@ -169,7 +176,7 @@ _RULES: dict[str, _Rule] = {
     _R + "n": _POS_INT,
     _R + "seed": _SEED,
     _R + "temperature": _POS,
-    _R + "dtype": _Rule("choice", choices=("bfloat16", "float32")),
+    _R + "dtype": _Rule("choice", choices=ROLLOUT_DTYPES),
     _R + "calculate_log_probs": _BOOL,
     _R + "val_kwargs.temperature": _POS,
     _R + "val_kwargs.do_sample": _BOOL,
@@ -177,7 +184,13 @@ _RULES: dict[str, _Rule] = {
     "algorithm.adv_estimator": _Rule("choice", choices=("grpo",)),
     "algorithm.norm_adv_by_std_in_grpo": _BOOL,
     "algorithm.use_kl_in_reward": _BOOL,
-    "algorithm.rollout_correction.bypass_mode": _BOOL,
+    _C + "rollout_is": _Rule("choice", choices=IS_LEVELS, nullable=True),
+    _C + "rollout_is_threshold": _Rule("scalar", nullable=True),
+    _C + "rollout_is_batch_normalize": _BOOL,
+    _C + "rollout_rs": _Rule("str", nullable=True),
+    _C + "rollout_rs_threshold": _Rule("scalar", nullable=True),
+    _C + "bypass_mode": _BOOL,
+    _C + "loss_type": _Rule("choice", choices=LOSS_TYPES),
     "data.seed": _Rule("int", minimum=0, nullable=True),
     "data.shuffle": _BOOL,
     "data.train_batch_size": _POS_INT,
@@ -426,6 +439,23 @@ def _check_relations(cfg: DictConfig) -> None:
         raise MiniConfigError("`algorithm.use_kl_in_reward` must be false: the mini trainer has no KL in reward; "
                               "use actor_rollout_ref.actor.use_kl_loss (got True)")
     _check_resume(cfg)
+    _check_rollout_correction(cfg.algorithm.rollout_correction)
+
+
+def _check_rollout_correction(corr: DictConfig) -> None:
+    """Refuse thresholds and rejection options that verl's rollout correction would refuse when it runs."""
+    if corr.rollout_is_threshold is not None:
+        try:
+            parse_is_threshold(corr.rollout_is_threshold)
+        except ValueError as exc:
+            raise MiniConfigError(f"`{_C}rollout_is_threshold`: {exc} (got {corr.rollout_is_threshold!r})") from None
+    if corr.rollout_rs is None:
+        return
+    try:
+        parse_rs(corr.rollout_rs, corr.rollout_rs_threshold)
+    except ValueError as exc:
+        key = "rollout_rs_threshold" if "threshold" in str(exc).lower() else "rollout_rs"
+        raise MiniConfigError(f"`{_C}{key}`: {exc} (got {corr[key]!r})") from None
 
 
 def _check_resume(cfg: DictConfig) -> None:

@@ -110,15 +110,17 @@ def n_parameters(model: nn.Module) -> int:
 
 
 def load_rounded(target: TinyTransformer, source: TinyTransformer, dtype: str) -> None:
-    """Copy `source`'s weights into `target`, rounded through `dtype` ("bfloat16") or exact ("float32").
+    """Copy `source`'s weights into `target`, rounded through `dtype` ("bfloat16", "float16") or exact ("float32").
 
-    The rounded copy computes in float32: it reproduces a bf16 inference engine sampling for an fp32 trainer as far
-    as the weights go, which is the train-inference mismatch that lets the original settings collapse.
+    The rounded copy computes in float32: it reproduces a bf16 (8-bit mantissa) or fp16 (11-bit) inference engine
+    sampling for an fp32 trainer as far as the weights go, which is the train-inference mismatch that lets the
+    original settings collapse.
     """
+    rounding = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype)
     with torch.no_grad():
         for dst, src in zip(target.parameters(), source.parameters(), strict=True):
-            if dtype == "bfloat16":
-                dst.copy_(src.to(torch.bfloat16).to(torch.float32))
+            if rounding is not None:
+                dst.copy_(src.to(rounding).to(torch.float32))
             else:
                 dst.copy_(src)
 

@@ -2,7 +2,9 @@
 
 Per step: take the next `train_batch_size` prompts, sample `rollout.n` responses each from the rollout copy of
 the policy (bf16-rounded weights by default), score them, recompute old log-probs and entropy with the fp32
-policy, get reference log-probs for the KL loss, compute group-normalised advantages, run `ppo_epochs` passes of
+policy, apply verl's rollout correction (importance weights, rejection mask and their metrics, or in bypass mode
+the sampler's log-probs as the old ones), get reference log-probs for the KL loss, compute group-normalised
+advantages (zero on rejected tokens), run `ppo_epochs` passes of
 mini-batch updates (PPO-clip, entropy bonus, KL loss, grad clipping), advance the LR schedule, save a checkpoint
 and validate when due, then log one record. Validation runs before training (step 0, or the resumed step) when
 `val_before_train`, and at every `test_freq` step and the last one.
@@ -26,9 +28,17 @@ import torch
 from omegaconf import DictConfig
 
 from orchestrator.minigrpo import checkpoint
-from orchestrator.minigrpo.algos import LrSchedule, agg_loss, grpo_advantages, kl_penalty, policy_loss
+from orchestrator.minigrpo.algos import (
+    LrSchedule,
+    agg_loss,
+    grpo_advantages,
+    kl_penalty,
+    policy_loss,
+    reinforce_loss,
+)
 from orchestrator.minigrpo.config import DATA_SOURCE, cache_dir, env_vars, loggers, lr_schedule_type
 from orchestrator.minigrpo.model import ModelSpec, TinyTransformer, generate, load_rounded, token_log_probs
+from orchestrator.minigrpo.rollout_corr import Correction, correct, probs_diff_metrics
 from orchestrator.minigrpo.task import VOCAB_SIZE, Prompts, TaskSpec, make_prompts, score
 from orchestrator.minigrpo.tracking import Tracking
 from orchestrator.minigrpo.warmstart import WarmStartSpec, load_or_train
@@ -253,9 +263,14 @@ def _step(run: _Run) -> dict[str, Any]:
             )
             assert entropy is not None
             metrics["actor/entropy"] = float(agg_loss(entropy, rollout.mask, actor.loss_agg_mode))
-        metrics.update(_mismatch_metrics(old_log_prob, rollout.log_probs, rollout.mask))
+        metrics.update(probs_diff_metrics(old_log_prob, rollout.log_probs, rollout.mask))
+        mask, is_weights = rollout.mask, None
         if cfg.algorithm.rollout_correction.bypass_mode:
             old_log_prob = rollout.log_probs
+        else:
+            correction = _correct(cfg.algorithm.rollout_correction, old_log_prob, rollout.log_probs, rollout.mask)
+            mask, is_weights = correction.mask, correction.weights
+            metrics.update(correction.metrics)
         ref_log_prob = None
         if run.reference is not None:
             with _timer(run, "ref"), torch.no_grad():
@@ -264,10 +279,10 @@ def _step(run: _Run) -> dict[str, Any]:
                 )
         with _timer(run, "adv"):
             advantages = grpo_advantages(scores.reward, rollout_cfg.n, cfg.algorithm.norm_adv_by_std_in_grpo)
-            token_advantages = advantages.unsqueeze(1) * rollout.mask
+            token_advantages = advantages.unsqueeze(1) * mask
         with _timer(run, "update_actor"):
-            metrics.update(_update(run, batch.tokens, rollout.responses, rollout.mask, old_log_prob,
-                                   ref_log_prob, token_advantages))
+            metrics.update(_update(run, batch.tokens, rollout.responses, mask, old_log_prob,
+                                   ref_log_prob, token_advantages, is_weights))
             run.scheduler_steps += 1
             metrics["actor/lr"] = _set_lr(run)
         if _due(cfg.trainer.save_freq, run):
@@ -296,6 +311,7 @@ def _update(
     old_log_prob: torch.Tensor,
     ref_log_prob: torch.Tensor | None,
     advantages: torch.Tensor,
+    is_weights: torch.Tensor | None = None,
 ) -> dict[str, float]:
     actor = run.cfg.actor_rollout_ref.actor
     n_samples = prompts.shape[0]
@@ -306,8 +322,10 @@ def _update(
         for start in range(0, n_samples, mini_batch):
             rows = order[start : start + mini_batch]
             part_ref = None if ref_log_prob is None else ref_log_prob[rows]
+            part_weights = None if is_weights is None else is_weights[rows]
             for key, value in _mini_batch_update(
-                run, prompts[rows], responses[rows], mask[rows], old_log_prob[rows], part_ref, advantages[rows]
+                run, prompts[rows], responses[rows], mask[rows], old_log_prob[rows], part_ref, advantages[rows],
+                part_weights,
             ).items():
                 collected[key].append(value)
     return {key: sum(values) / len(values) for key, values in collected.items()}
@@ -329,18 +347,13 @@ def _mini_batch_update(
     old_log_prob: torch.Tensor,
     ref_log_prob: torch.Tensor | None,
     advantages: torch.Tensor,
+    is_weights: torch.Tensor | None = None,
 ) -> dict[str, float]:
     actor = run.cfg.actor_rollout_ref.actor
     temperature = run.cfg.actor_rollout_ref.rollout.temperature
     with_entropy = actor.entropy_coeff != 0
     log_prob, entropy = token_log_probs(run.policy, prompts, responses, temperature, with_entropy=with_entropy)
-    clip_low = actor.clip_ratio if actor.clip_ratio_low is None else actor.clip_ratio_low
-    clip_high = actor.clip_ratio if actor.clip_ratio_high is None else actor.clip_ratio_high
-    pg = policy_loss(old_log_prob, log_prob, advantages, mask, clip_low, clip_high, actor.clip_ratio_c,
-                     actor.loss_agg_mode)
-    loss = pg.loss
-    metrics = {"actor/pg_loss": float(pg.loss.detach()), "actor/pg_clipfrac": pg.clipfrac, "actor/ppo_kl": pg.ppo_kl,
-               "actor/pg_clipfrac_lower": pg.clipfrac_lower}
+    loss, metrics = _policy_loss(run, old_log_prob, log_prob, advantages, mask, is_weights)
     if entropy is not None:
         entropy_loss = agg_loss(entropy, mask, actor.loss_agg_mode)
         loss = loss - actor.entropy_coeff * entropy_loss
@@ -359,6 +372,48 @@ def _mini_batch_update(
         run.optimizer.zero_grad(set_to_none=True)
     metrics["actor/grad_norm"] = float(grad_norm)
     return metrics
+
+
+def _policy_loss(
+    run: _Run,
+    old_log_prob: torch.Tensor,
+    log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    is_weights: torch.Tensor | None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Return the policy loss and its metrics: verl's vanilla PPO loss, or in bypass mode its bypass-mode loss.
+
+    In bypass mode `old_log_prob` is the sampler's; the correction is computed per mini-batch from the current
+    policy against it, its rejection mask applies to the policy loss only, and its IS weights only to `reinforce`.
+    """
+    actor = run.cfg.actor_rollout_ref.actor
+    corr = run.cfg.algorithm.rollout_correction
+    metrics: dict[str, float] = {}
+    loss_type = "ppo_clip"
+    if corr.bypass_mode:
+        with torch.no_grad():
+            correction = _correct(corr, log_prob.detach(), old_log_prob, mask)
+        mask, loss_type = correction.mask, corr.loss_type
+        is_weights = correction.weights if loss_type == "reinforce" else None
+        metrics.update(correction.metrics)
+    if loss_type == "reinforce":
+        loss, ppo_kl = reinforce_loss(old_log_prob, log_prob, advantages, mask, actor.loss_agg_mode, is_weights)
+        metrics.update({"actor/pg_loss": float(loss.detach()), "actor/ppo_kl": ppo_kl})
+        return loss, metrics
+    clip_low = actor.clip_ratio if actor.clip_ratio_low is None else actor.clip_ratio_low
+    clip_high = actor.clip_ratio if actor.clip_ratio_high is None else actor.clip_ratio_high
+    pg = policy_loss(old_log_prob, log_prob, advantages, mask, clip_low, clip_high, actor.clip_ratio_c,
+                     actor.loss_agg_mode, is_weights)
+    metrics.update({"actor/pg_loss": float(pg.loss.detach()), "actor/pg_clipfrac": pg.clipfrac,
+                    "actor/ppo_kl": pg.ppo_kl, "actor/pg_clipfrac_lower": pg.clipfrac_lower})
+    return pg.loss, metrics
+
+
+def _correct(corr: DictConfig, train_log_prob: torch.Tensor, rollout_log_prob: torch.Tensor,
+             mask: torch.Tensor) -> Correction:
+    return correct(train_log_prob, rollout_log_prob, mask, corr.rollout_is, corr.rollout_is_threshold,
+                   corr.rollout_is_batch_normalize, corr.rollout_rs, corr.rollout_rs_threshold)
 
 
 def _validate(run: _Run) -> dict[str, float]:
@@ -390,14 +445,6 @@ def _save(run: _Run, epoch: int) -> None:
         data={"epoch": epoch, "index": (run.step - 1) % run.steps_per_epoch + 1},
     )
     checkpoint.save(Path(run.cfg.trainer.default_local_dir), state, run.cfg.trainer.max_actor_ckpt_to_keep)
-
-
-def _mismatch_metrics(actor_log_prob: torch.Tensor, rollout_log_prob: torch.Tensor, mask: torch.Tensor) -> dict:
-    diff = (actor_log_prob.exp() - rollout_log_prob.exp()).abs()[mask.bool()]
-    return {
-        "training/rollout_probs_diff_max": float(diff.max()),
-        "training/rollout_probs_diff_mean": float(diff.mean()),
-    }
 
 
 def _data_metrics(
