@@ -109,7 +109,7 @@ BAD = [
     (("rollout_n: [2, 4]", "rollout_n: [1, 4]"), "factors.rollout_n[0]: must be >= 2 (got 1)"),
     (("rollout_n: [2, 4]", "rollout_n: [2, 4.5]"), "factors.rollout_n[1]: must be an integer (got 4.5)"),
     (("entropy_coeff: [0, 0.01]", "entropy_coeff: [0, 0.0]"), "factors: `entropy_coeff` has duplicate levels at [0] and [1] (got 0.0)"),
-    (("entropy_coeff: [0, 0.01]", "entropy: [0, 0.01]"), "factors: unknown factor `entropy`; allowed: lr_schedule, kl, entropy_coeff, rollout_n, or a dotted"),
+    (("entropy_coeff: [0, 0.01]", "entropy: [0, 0.01]"), "factors: unknown factor `entropy`; allowed: lr_schedule, kl, entropy_coeff, rollout_n, rollout_dtype, rollout_correction, or a dotted"),
     (("entropy_coeff: [0, 0.01]", "actor..clip: [0, 0.01]"), "factors: `actor..clip` is not a dotted override key"),
     (("rollout_n: [2, 4]", "rollout_n: [2, 4]\ndesign: {type: one_at_a_time, baseline: {kl: 0.5}}"), "design.baseline.kl: 0.5 is not one of its levels (0, 0.01)"),
     (("rollout_n: [2, 4]", "rollout_n: [2, 4]\ndesign: {type: one_at_a_time, baseline: {temperature: 1}}"), "design.baseline: unknown factor `temperature`; factors: lr_schedule, kl, entropy_coeff, rollout_n"),

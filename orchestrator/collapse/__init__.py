@@ -37,10 +37,11 @@ from orchestrator.collapse._length_collapse import LengthCollapseRule
 from orchestrator.collapse._non_finite import NonFiniteRule
 from orchestrator.collapse._score_drop import ScoreDropRule
 from orchestrator.collapse._score_slide import ScoreSlideRule
-from orchestrator.collapse._signs import SIGN_NAMES, Sign, build_signs
+from orchestrator.collapse._signs import MISMATCH_SIGN_NAMES, SIGN_NAMES, Sign, build_signs
 
 __all__ = [
     "DEFAULT_NOISE_Z",
+    "MISMATCH_SIGN_NAMES",
     "SIGN_NAMES",
     "Baseline",
     "CollapseConfig",

@@ -11,6 +11,15 @@ limit:
 - `zero_advantage`: every group's advantages are 0 (`critic/advantages/max` and `min` both within 1e-6 of 0):
   GRPO gets no signal from any group.
 
+Two more watch the train-inference mismatch (the sampler's probabilities against the trainer's, as verl logs them
+when the rollout keeps its log-probs):
+
+- `is_ess_low`: the rollout-correction importance weights' effective sample size
+  (`rollout_corr/rollout_is_eff_sample_size`, logged when `algorithm.rollout_correction.rollout_is` is set) below
+  `ess_limit` (0.3, the level verl's documentation calls trouble).
+- `probs_gap_rise`: the mean gap between the trainer's and the sampler's token probabilities
+  (`training/rollout_probs_diff_mean`) above `gap_ratio` times its early level.
+
 How early they warn, and how often they warn on runs that never collapse, is measured on the run bank and the
 miniature (benchmarks/results/calibration.md). A sign stops runs only where that measurement shows no false stop;
 none does today: healthy verl runs lose 70-85% of their entropy while their score holds.
@@ -27,14 +36,19 @@ from orchestrator.collapse._base import Verdict
 from orchestrator.collapse._score import first_streak
 from orchestrator.history import History
 
-__all__ = ["SIGN_NAMES", "Sign", "build_signs"]
+__all__ = ["MISMATCH_SIGN_NAMES", "SIGN_NAMES", "Sign", "build_signs"]
 
 ENTROPY_METRICS = ("actor/entropy", "actor/entropy_loss")
 LENGTH_METRIC = "response_length/mean"
 GRAD_NORM_METRIC = "actor/grad_norm"
 ADVANTAGE_MAX, ADVANTAGE_MIN = "critic/advantages/max", "critic/advantages/min"
 
-SIGN_NAMES = ("entropy_fall", "length_fall", "grad_norm_vanish", "zero_advantage")
+ESS_METRIC = "rollout_corr/rollout_is_eff_sample_size"
+PROBS_GAP_METRIC = "training/rollout_probs_diff_mean"
+
+MISMATCH_SIGN_NAMES = ("is_ess_low", "probs_gap_rise")
+"""The signs on the train-inference mismatch."""
+SIGN_NAMES = ("entropy_fall", "length_fall", "grad_norm_vanish", "zero_advantage", *MISMATCH_SIGN_NAMES)
 """The leading signs, in the order `build_signs` returns them."""
 
 
@@ -47,16 +61,18 @@ class _Reading:
 
 @dataclass(frozen=True)
 class Sign:
-    """One leading sign: a signal below a fraction of its reference for `n_steps` readings in a row.
+    """One leading sign: a signal below (or above) a multiple of its reference for `n_steps` readings in a row.
 
     Attributes:
         name: The sign's name (one of `SIGN_NAMES`).
         metrics: The signal's metric names; the first one the run logs is read.
-        reference: `early_mean`, `early_median` or `running_max`.
-        ratio: The fraction of the reference below which a reading is past the limit.
+        reference: `early_mean`, `early_median`, `running_max`, or `fixed` (the reference is 1: `ratio` is the
+            limit itself).
+        ratio: The multiple of the reference past which a reading is past the limit.
         n_steps: How many readings in a row make a warning.
         window: The readings that set an early reference.
         what: The signal in words, for the reason sentence.
+        above: Whether a reading is past the limit above it (a rising signal) rather than below it.
     """
 
     name: str
@@ -66,6 +82,7 @@ class Sign:
     n_steps: int = 3
     window: int = 5
     what: str = ""
+    above: bool = False
 
     def warn(self, history: History) -> Verdict | None:
         """Return the warning at the first streak past the limit, or None. Pure, like a rule's `check`."""
@@ -75,17 +92,22 @@ class Sign:
             return None
         values = [(p.step, p.metrics[metric]) for p in history if math.isfinite(p.metrics.get(metric, math.nan))]
         readings = self._readings(values)
-        streak = first_streak(readings, lambda r: r.value < self.ratio * r.reference, self.n_steps)
+        if self.above:
+            streak = first_streak(readings, lambda r: r.value > self.ratio * r.reference, self.n_steps)
+        else:
+            streak = first_streak(readings, lambda r: r.value < self.ratio * r.reference, self.n_steps)
         if streak is None:
             return None
         onset, last = streak[0], streak[-1]
+        side = "above" if self.above else "below"
+        limit = (f"{self.ratio:g}" if self.reference == "fixed"
+                 else f"{self.ratio:g}x its {_REFERENCE_WORDS[self.reference]} {last.reference:.4g}")
         return Verdict(
             rule=self.name,
             step=last.step,
             reason=(
-                f"{self.what} `{metric}` was {last.value:.4g} at step {last.step}, below {self.ratio:g}x its "
-                f"{_REFERENCE_WORDS[self.reference]} {last.reference:.4g} for {self.n_steps} step(s) in a row since "
-                f"step {onset.step}"
+                f"{self.what} `{metric}` was {last.value:.4g} at step {last.step}, {side} {limit} for "
+                f"{self.n_steps} step(s) in a row since step {onset.step}"
             ),
             evidence={
                 "metric": metric,
@@ -98,6 +120,8 @@ class Sign:
         )
 
     def _readings(self, values: Sequence[tuple[int, float]]) -> list[_Reading]:
+        if self.reference == "fixed":
+            return [_Reading(step, value, 1.0) for step, value in values]
         if self.reference == "running_max":
             readings, peak = [], -math.inf
             for step, value in values:
@@ -151,6 +175,8 @@ def build_signs(
     entropy_ratio: float = 0.3,
     length_ratio: float = 0.5,
     grad_norm_ratio: float = 0.05,
+    ess_limit: float = 0.3,
+    gap_ratio: float = 3.0,
     n_steps: int = 3,
     window: int = 5,
 ) -> list[Sign | _ZeroAdvantage]:
@@ -160,6 +186,8 @@ def build_signs(
         entropy_ratio: `entropy_fall` below this fraction of the early entropy.
         length_ratio: `length_fall` below this fraction of the running maximum length.
         grad_norm_ratio: `grad_norm_vanish` below this fraction of the early grad norm.
+        ess_limit: `is_ess_low` below this effective sample size.
+        gap_ratio: `probs_gap_rise` above this multiple of the early probability gap.
         n_steps: Readings in a row that make a warning.
         window: Readings that set an early level.
     """
@@ -168,4 +196,8 @@ def build_signs(
         Sign("length_fall", (LENGTH_METRIC,), "running_max", length_ratio, n_steps, window, "the response length"),
         Sign("grad_norm_vanish", (GRAD_NORM_METRIC,), "early_median", grad_norm_ratio, n_steps, window, "the grad norm"),
         _ZeroAdvantage(),
+        Sign("is_ess_low", (ESS_METRIC,), "fixed", ess_limit, n_steps, window,
+             "the importance weights' effective sample size"),
+        Sign("probs_gap_rise", (PROBS_GAP_METRIC,), "early_median", gap_ratio, n_steps, window,
+             "the gap between the trainer's and the sampler's token probabilities", above=True),
     ]

@@ -10,10 +10,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from orchestrator.minigrpo.corr_spec import parse_is_threshold
 from orchestrator.spec._base import PlainName, Scalar, Strict, num_text, scalar_text
 
 # The typed factor kinds, by their name in `factors:`.
-TYPED_FACTORS = ("lr_schedule", "kl", "entropy_coeff", "rollout_n")
+TYPED_FACTORS = ("lr_schedule", "kl", "entropy_coeff", "rollout_n", "rollout_dtype", "rollout_correction")
 # verl's kl_loss_type values (core_algos.kl_penalty): k1 = kl, k2 = mse, k3 = low_var_kl.
 KlLossType = Literal["low_var_kl", "kl", "mse", "abs", "full", "k1", "k2", "k3"]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -114,6 +115,100 @@ class KlLoss(Strict):
         return self.short() if not self.use_kl_loss else f"{self.short()}{self.type}"
 
 
+_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
+_CORRECTION = "algorithm.rollout_correction"
+
+
+class RolloutDtype(Strict):
+    """One level of the `rollout_dtype` factor: the precision the rollout engine samples in (verl's
+    `actor_rollout_ref.rollout.dtype`; the miniature rounds its sampler's weights to it).
+
+    Given as `bfloat16`, `float16` or `float32` (or `bf16`, `fp16`, `fp32`).
+    """
+
+    dtype: Literal["bfloat16", "float16", "float32"]
+    label: PlainName | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            full = {short: name for name, short in _DTYPES.items()}.get(data, data)
+            if full not in _DTYPES:
+                raise ValueError(f"must be one of {', '.join(_DTYPES)} (or {', '.join(_DTYPES.values())}) "
+                                 f"(got {data!r})")
+            return {"dtype": full}
+        return data
+
+    def overrides(self) -> dict[str, Any]:
+        """Return the verl overrides this level sets."""
+        return {"actor_rollout_ref.rollout.dtype": self.dtype}
+
+    def short(self) -> str:
+        """Return the label: `bf16`, `fp16` or `fp32`."""
+        return _DTYPES[self.dtype]
+
+    def detailed(self) -> str:
+        """Return the same label (a dtype is its own detail)."""
+        return self.short()
+
+
+class RolloutCorrection(Strict):
+    """One level of the `rollout_correction` factor: verl's importance sampling between the trainer's and the
+    sampler's token probabilities (`algorithm.rollout_correction.rollout_is` and `rollout_is_threshold`).
+
+    `null` (label `none`) is off (the mismatch is measured, not corrected); `token` or `sequence` weights each token, or each
+    sequence by the product of its tokens' ratios, truncated at `threshold` (2.0 by default, verl's; a
+    `"lower_upper"` string zeroes weights outside the bounds instead). Every level keeps the sampler's log-probs
+    (`actor_rollout_ref.rollout.calculate_log_probs: true`), so every level logs the mismatch.
+    """
+
+    level: Literal["token", "sequence"] | None = None
+    threshold: float | str | None = None
+    label: PlainName | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if data is None or isinstance(data, str):
+            return {"level": data}
+        return data
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold(cls, value: float | str | None) -> float | str | None:
+        if value is not None:
+            parse_is_threshold(value)  # verl's own rules, in verl's words
+        return value
+
+    @model_validator(mode="after")
+    def _default_threshold(self) -> RolloutCorrection:
+        if self.level is None and self.threshold is not None:
+            raise ValueError("`threshold` applies only with `level: token` or `level: sequence`")
+        if self.level is not None and self.threshold is None:
+            object.__setattr__(self, "threshold", 2.0)
+        return self
+
+    def overrides(self) -> dict[str, Any]:
+        """Return the verl overrides this level sets."""
+        out: dict[str, Any] = {"actor_rollout_ref.rollout.calculate_log_probs": True,
+                               f"{_CORRECTION}.rollout_is": self.level}
+        if self.level is not None:
+            out[f"{_CORRECTION}.rollout_is_threshold"] = self.threshold
+        return out
+
+    def short(self) -> str:
+        """Return the shortest label: `none`, `token` or `seq`."""
+        return {None: "none", "token": "token", "sequence": "seq"}[self.level]
+
+    def detailed(self) -> str:
+        """Return a label that tells apart levels with different thresholds."""
+        if self.level is None:
+            return self.short()
+        threshold = num_text(self.threshold) if isinstance(self.threshold, float) else str(self.threshold)
+        return f"{self.short()}{threshold}"
+
+
 class Design(Strict):
     """How factor levels combine into points: full grid, one factor at a time around a baseline, or a list."""
 
@@ -143,6 +238,10 @@ def level_list_type(name: str) -> Any:
         item = NonNegFloat
     elif name == "rollout_n":
         item = GroupSize
+    elif name == "rollout_dtype":
+        item = RolloutDtype
+    elif name == "rollout_correction":
+        item = RolloutCorrection
     else:
         item = Scalar
     return Annotated[list[item], Field(min_length=1)]
@@ -193,7 +292,7 @@ def level_label(name: str, level: Any, levels: list[Any]) -> str:
 
 def level_overrides(name: str, level: Any) -> dict[str, Any]:
     """Return the trainer overrides one factor level sets."""
-    if isinstance(level, (LrSchedule, KlLoss)):
+    if isinstance(level, (LrSchedule, KlLoss, RolloutDtype, RolloutCorrection)):
         return level.overrides()
     if name == "entropy_coeff":
         return {"actor_rollout_ref.actor.entropy_coeff": level}
