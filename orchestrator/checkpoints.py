@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["BEST_DIR", "BEST_FILE", "TRACKER_FILE", "CheckpointKeeper", "KeptCheckpoints", "read_latest_step"]
+__all__ = ["BEST_DIR", "BEST_FILE", "TRACKER_FILE", "CheckpointKeeper", "KeptCheckpoints", "link_tree", "read_latest_step"]
 
 TRACKER_FILE = "latest_checkpointed_iteration.txt"
 BEST_DIR = "best"
@@ -100,6 +100,8 @@ class CheckpointKeeper:
         checkpoint_dir: The trainer's checkpoint folder (verl's `trainer.default_local_dir`); it may not exist yet.
         mode: `max` if a higher score is better, `min` if a lower one is.
         link: Hard-link the best checkpoint's files into `best/` (copying where that fails); False: always copy.
+        keep_evals: Also keep the checkpoints of this many latest evaluated steps (for a rescue branch from the
+            last healthy checkpoint before a collapse).
 
     Example:
         >>> import tempfile
@@ -110,13 +112,21 @@ class CheckpointKeeper:
     """
 
     def __init__(
-        self, checkpoint_dir: str | os.PathLike[str], mode: Literal["max", "min"] = "max", *, link: bool = True
+        self,
+        checkpoint_dir: str | os.PathLike[str],
+        mode: Literal["max", "min"] = "max",
+        *,
+        link: bool = True,
+        keep_evals: int = 0,
     ) -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"`mode` has to be one of [min, max] but got {mode!r}.")
+        if keep_evals < 0:
+            raise ValueError(f"`keep_evals` must be >= 0 (got {keep_evals})")
         self._dir = Path(checkpoint_dir)
         self._mode = mode
         self._link = link
+        self._keep_evals = keep_evals
         self._scores: dict[int, float] = {}
         self._horizon: int | None = None
         self._kept: int | None = None
@@ -202,8 +212,9 @@ class CheckpointKeeper:
         if latest is None or self._horizon is None:
             return ()
         deleted = []
+        recent = set(sorted((step for step in self._scores if step in folders), reverse=True)[: self._keep_evals])
         for step in sorted(folders):
-            if step >= latest or step > self._horizon:
+            if step >= latest or step > self._horizon or step in recent:
                 continue
             try:
                 shutil.rmtree(folders[step])
@@ -263,6 +274,19 @@ class CheckpointKeeper:
             if match and entry.is_dir():
                 folders[int(match[1])] = entry
         return folders
+
+
+def link_tree(source: Path, destination: Path) -> None:
+    """Place a copy of the folder `source` at `destination`, hard-linking its files where the filesystem allows.
+
+    The copy is built next to `destination` and renamed into place, so `destination` is complete or absent.
+    """
+    staging = destination.parent / f".{destination.name}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source, staging, symlinks=True, copy_function=_link_or_copy)
+    shutil.rmtree(destination, ignore_errors=True)
+    os.replace(staging, destination)
 
 
 def _link_or_copy(source: str, destination: str) -> None:

@@ -44,6 +44,9 @@ class Trial:
         values: factor -> level value (JSON-ready).
         seed: the trial's seed; every trainer seed is set to it.
         overrides: resolved dotted trainer keys -> values (base, fixed overrides, budget, levels, seeds).
+        parent: For a rescue branch (`orchestrator.rescue`): the id of the trial it branches from; else None.
+        from_step: For a rescue branch: the parent's step whose checkpoint it resumes from.
+        remedy: For a rescue branch: the remedy's label (`kl=0.1`, `n=8`).
     """
 
     id: str
@@ -53,6 +56,9 @@ class Trial:
     values: dict[str, Any]
     seed: int
     overrides: dict[str, Any] = field(repr=False)
+    parent: str | None = None
+    from_step: int | None = None
+    remedy: str | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from orchestrator.design import Trial, expand
 from orchestrator.errors import AblateError
+from orchestrator.rescue import branch_trial, check_remedies
 from orchestrator.spec import SweepSpec
 from orchestrator.sweepdir import SweepDir
 from orchestrator.trainers import RunContext, get_trainer
@@ -65,9 +66,15 @@ def preflight(spec: SweepSpec, sweep_dir: Path, *, validate: bool = True, build:
     """
     expansion = expand(spec)
     trials = list(expansion.trials) if spec.search is None else []
+    rescue = spec.pruning.rescue
+    if rescue is not None:
+        check_remedies(trials, rescue.parsed())
     if not (validate or build):
         return Preflight(spec, trials, [], list(expansion.warnings), validated=False)
     checked = list(expansion.trials)
+    if rescue is not None and trials:
+        # Each remedy is checked against the trainer's config on a branch of the first trial.
+        checked += [branch_trial(trials[0], remedy, from_step=0) for remedy in rescue.parsed()]
     if spec.search is not None:
         from orchestrator.search import corner_trials
 

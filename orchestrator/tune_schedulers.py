@@ -18,6 +18,10 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialSch
 
 from orchestrator.pruners import STOP, SeedMeanHalving
 
+BRANCH = "branch"
+"""The config key that marks a rescue branch's Tune trial: it starts mid-run from another trial's checkpoint, so
+the schedulers leave it out of their comparisons."""
+
 __all__ = ["Recorded", "ResumingASHA", "SeedMeanScheduler"]
 
 Recorded = Callable[[str], list[dict[str, Any]]]
@@ -109,6 +113,8 @@ class SeedMeanScheduler(FIFOScheduler):
 
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
         """Register the trial with its configuration, and record what it reported before a resume."""
+        if trial.config.get(BRANCH):
+            return
         key = self._trial_key(trial)
         results = _recorded_results(self._recorded, trial, self._key)
         for result in results:
@@ -120,7 +126,7 @@ class SeedMeanScheduler(FIFOScheduler):
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
         """Return STOP for a trial of a dominated configuration, CONTINUE otherwise."""
-        if self._time_attr not in result:
+        if self._time_attr not in result or trial.config.get(BRANCH):
             return TrialScheduler.CONTINUE
         key = self._trial_key(trial)
         action, evidence = self._halving.on_result(key, result[self._time_attr], result.get(self._metric))
@@ -131,14 +137,20 @@ class SeedMeanScheduler(FIFOScheduler):
 
     def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> None:
         """Record that the trial ended, with its last signal."""
+        if trial.config.get(BRANCH):
+            return
         self._halving.on_complete(self._trial_key(trial), (result or {}).get(self._metric))
 
     def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
         """Record that the trial ended in an error (its configuration no longer waits for it)."""
+        if trial.config.get(BRANCH):
+            return
         self._halving.on_complete(self._trial_key(trial))
 
     def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
         """Record that the trial was removed."""
+        if trial.config.get(BRANCH):
+            return
         self._halving.on_complete(self._trial_key(trial))
 
     def debug_string(self) -> str:

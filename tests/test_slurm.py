@@ -107,6 +107,39 @@ def _job_ids(store: SQLiteStore, trial_id: str) -> list[str]:
     return [str(e.data["job_id"]) for e in store.list_events(trial_id, kind="started")]
 
 
+def test_a_rescue_branch_runs_as_a_slurm_job(tmp_path: Path, env: dict[str, str]) -> None:
+    """The parent collapses near step 30 (its best: step 0); its KL branch is submitted as a job of its own."""
+    spec = write_spec(
+        tmp_path,
+        "slurm-rescue",
+        """\
+        factors:
+          lr_schedule: [{type: constant, lr: 2.0e-3}]
+        budget: {max_steps: 60, eval_every: 5, save_every: 5}
+        objective: {metric: val-core/mini/reward/mean@1, mode: max}
+        pruning: {collapse: {}, rescue: {remedies: [{kl: 0.1}]}}
+        cluster: {slurm: {time: "00:20:00", partition: debug}}
+        """,
+    )
+    out = tmp_path / "out"
+    result = run_ablate(["run", str(spec), "--out", str(out)], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    store, trials = _store_trials(out)
+    parent = trials["lr=const_s1"]
+    branch = trials["lr=const_s1+kl=0.1"]
+    assert parent.stop_reason.is_collapse and (branch.parent, branch.remedy) == (parent.id, "kl=0.1")
+    assert branch.status in ("completed", "stopped") and branch.last_step > branch.from_step
+    (job_id,) = _job_ids(store, branch.id)
+    assert job_id not in _job_ids(store, parent.id)
+    job = _job(job_id)
+    assert job["JobName"] == "ablate-slurm-rescue-lr_const_s1_kl_0.1"  # Slurm-safe: `=` and `+` become `_`
+    assert job["JobState"] in ("COMPLETED", "CANCELLED")
+    script = (out / "trials" / branch.name / "attempt-0.sbatch").read_text()
+    assert "actor_rollout_ref.actor.kl_loss_coef=0.1" in script
+    kinds = [e.kind for e in store.list_events(branch.id)]
+    assert kinds.index("branched") < kinds.index("started") < kinds.index("queued")
+
+
 def test_sweep_runs_as_slurm_jobs_and_a_collapse_scancels_its_job(tmp_path: Path, env: dict[str, str]) -> None:
     """A miniature step takes about 0.02 s, so the budget is long (300 steps): the stopped job must still be running
     when the stop comes, seconds after the onset, for Slurm to record it CANCELLED rather than COMPLETED."""

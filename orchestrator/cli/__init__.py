@@ -10,6 +10,7 @@ from orchestrator.cli.cancel import cancel
 from orchestrator.cli.plan import plan
 from orchestrator.cli.replay import replay
 from orchestrator.cli.report import report
+from orchestrator.cli.rescue import rescue
 from orchestrator.cli.run import run
 from orchestrator.cli.serve import serve
 from orchestrator.cli.status import status
@@ -35,6 +36,7 @@ def _root(
 
 app.command(name="plan")(plan)
 app.command(name="run")(run)
+app.command(name="rescue")(rescue)
 app.command(name="status")(status)
 app.command(name="report")(report)
 app.command(name="analyze")(analyze)

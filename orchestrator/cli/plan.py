@@ -53,14 +53,17 @@ def plan(
                     "seed": t.seed,
                     "argv": argvs[t.id],
                     "errors": problems[t.id],
+                    **({"branch_of": t.parent, "remedy": t.remedy} if t.parent is not None else {}),
                 }
                 for t in trials
             ]
         )
     else:
-        _print_plan(spec, trials, problems, n_bad, validate, hours_per_trial)
+        _print_plan(spec, [t for t in trials if t.parent is None], problems, n_bad, validate, hours_per_trial)
         if spec.search is not None:
             _print_search(spec, hours_per_trial)
+        if spec.pruning.rescue is not None:
+            _print_rescue(spec, [t for t in trials if t.parent is not None], problems, validate)
     for t in trials:
         for problem in problems[t.id]:
             _console.err.print(f"[bold red]error:[/] {spec_path}: trial {t.name} ({t.id}): {problem}", highlight=False)
@@ -121,6 +124,19 @@ def _print_plan(spec, trials, problems, n_bad: int, validated: bool, hours_per_t
     if validated:
         verdict = "all valid" if not n_bad else f"{n_bad} of {len(trials)} trials invalid"
         _console.out.print(f"{spec.trainer.backend} config check: {verdict}", highlight=False)
+
+
+def _print_rescue(spec, branches, problems, validated: bool) -> None:  # noqa: ANN001
+    rescue = spec.pruning.rescue
+    checks = []
+    for branch in branches:
+        verdict = "not checked" if not validated else ("invalid" if problems[branch.id] else "valid")
+        checks.append(f"{branch.remedy} ({verdict})")
+    _console.out.print(
+        f"rescue: a trial a collapse rule stops is branched from its {rescue.from_.replace('_', ' ')} checkpoint once "
+        f"per remedy, for the rest of its budget: {', '.join(checks)}",
+        highlight=False,
+    )
 
 
 def _print_search(spec, hours_per_trial: float | None) -> None:  # noqa: ANN001

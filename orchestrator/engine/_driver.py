@@ -7,13 +7,14 @@ trainer left running, every trial's best checkpoint kept, what did not finish ma
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.checkpoints import CheckpointKeeper
 from orchestrator.design import Trial
 from orchestrator.engine._settings import PROXY_CPUS, SIGNAL, TRIAL_END_WAIT_S, SweepSettings
 from orchestrator.engine._trial import record_checkpoints, run_trial
@@ -21,7 +22,7 @@ from orchestrator.engine._tune import RecordedSignals, StoreCallback
 from orchestrator.errors import AblateError
 from orchestrator.history import resolve_objective
 from orchestrator.preflight import check_target, preflight
-from orchestrator.spec import SweepSpec
+from orchestrator.spec import Remedy, SweepSpec
 from orchestrator.store import TERMINAL, SQLiteStore, TrialRecord, started
 from orchestrator.sweepdir import SweepDir
 
@@ -49,7 +50,8 @@ def prepare_sweep(spec: SweepSpec, spec_text: str, sweep_dir: Path) -> tuple[SQL
         if store.get_sweep(spec.name).spec != spec_text:
             raise AblateError(f"{sweep_dir} holds search `{spec.name}` from another spec; use another --out")
     elif spec.name in existing:
-        known = {t.id for t in store.list_trials(spec.name)}
+        # Rescue branches are registered as their parents stop: they are not the spec's own trials.
+        known = {t.id for t in store.list_trials(spec.name) if t.parent is None}
         wanted = {t.id for t in trials}
         if known != wanted:
             raise AblateError(
@@ -84,6 +86,7 @@ def run_sweep(
     num_gpus: int | None = None,
     poll_s: float = 0.5,
     on_start: Callable[[SQLiteStore], None] | None = None,
+    rescue: RescueRequest | None = None,
 ) -> SweepOutcome:
     """Run (or resume) every trial of a sweep on Ray Tune; return when all have ended or the run is interrupted.
 
@@ -96,22 +99,27 @@ def run_sweep(
         num_cpus, num_gpus: The local cluster's CPUs and (possibly logical) GPUs; None lets Ray detect them.
         poll_s: How often a trial reads its metrics file.
         on_start: Called with the store once trials are registered (e.g. to start a progress display).
+        rescue: Branch these finished trials of the sweep in `sweep_dir` (`ablate rescue`) instead of running its
+            trials; its own Tune experiment, so that running the same rescue again resumes it.
     """
     tune_environment()
     check_target(spec, sweep_dir)
-    store, trials = prepare_sweep(spec, spec_text, sweep_dir)
+    if rescue is None:
+        store, trials = prepare_sweep(spec, spec_text, sweep_dir)
+    else:
+        store, trials = SQLiteStore(SweepDir(sweep_dir).require().db), []
     settings = SweepSettings.from_spec(spec, sweep_dir, poll_s=poll_s)
     resources = _start_ray(address, num_cpus, num_gpus)
     if spec.cluster == "local":
         _check_capacity(spec, resources)
-    pending = [t.id for t in trials if store.get_trial(t.id).status not in TERMINAL]
-    for trial_id in pending:
-        store.set_trial_status(trial_id, "queued")
+    for record in store.list_trials(spec.name):
+        if record.status not in TERMINAL and (rescue is None or record.parent in rescue.parents):
+            store.set_trial_status(record.id, "queued")
     store.set_sweep_status(spec.name, "running")
     if on_start is not None:
         on_start(store)
     callback = StoreCallback(settings, max_steps=spec.budget.max_steps)
-    tuner = _tuner(spec, settings, trials, callback)
+    tuner = _tuner(spec, settings, trials, callback, rescue)
     interrupted = False
     try:
         tuner.fit()
@@ -150,7 +158,36 @@ def _start_ray(address: str | None, num_cpus: int | None, num_gpus: int | None) 
     return ray.cluster_resources()
 
 
-def _tuner(spec: SweepSpec, settings: SweepSettings, trials: list[Trial], callback: Any) -> Any:
+@dataclass(frozen=True)
+class RescueRequest:
+    """`ablate rescue`: branch these stopped trials of a finished sweep with these remedies."""
+
+    parents: tuple[str, ...]
+    remedies: tuple[Remedy, ...]
+    how: str = "best"
+
+    @property
+    def experiment(self) -> str:
+        """The Tune experiment's name: the same request resumes the same experiment."""
+        key = json.dumps([sorted(self.parents), [r.overrides for r in self.remedies], self.how], sort_keys=True, default=str)
+        return "rescue-" + hashlib.sha256(key.encode()).hexdigest()[:10]
+
+
+def _rescue_searcher(spec: SweepSpec, settings: SweepSettings, trials: list[Trial], rescue: RescueRequest | None) -> Any:
+    """Return the searcher that hands out the trials and then their rescue branches, or None for a plain grid."""
+    if rescue is None and spec.pruning.rescue is None:
+        return None
+    from orchestrator.engine._rescue_search import RescueSearcher
+
+    if rescue is not None:
+        return RescueSearcher(settings, [], rescue.parents, rescue.remedies, rescue.how)
+    plan = spec.pruning.rescue
+    assert plan is not None
+    ids = [t.id for t in trials]
+    return RescueSearcher(settings, ids, ids, plan.parsed(), plan.from_)
+
+
+def _tuner(spec: SweepSpec, settings: SweepSettings, trials: list[Trial], callback: Any, rescue: RescueRequest | None = None) -> Any:
     """Return the Tune experiment of the sweep: restored from the sweep folder if it was started before."""
     from ray import tune
 
@@ -166,10 +203,18 @@ def _tuner(spec: SweepSpec, settings: SweepSettings, trials: list[Trial], callba
         max_concurrent = min(caps) if caps else len(trials)
     trainable = tune.with_resources(tune.with_parameters(run_trial, settings=settings), resources)
     folder = settings.folder
-    if tune.Tuner.can_restore(str(folder.tune_experiment)):
-        return tune.Tuner.restore(str(folder.tune_experiment), trainable=trainable, resume_unfinished=True, resume_errored=False)
+    name = folder.experiment_name if rescue is None else rescue.experiment
+    experiment = folder.tune_storage / name
+    if tune.Tuner.can_restore(str(experiment)):
+        return tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True, resume_errored=False)
     search_alg, param_space, num_samples = None, {"trial_id": tune.grid_search([t.id for t in trials])}, 1
-    if spec.search is not None:
+    searcher = _rescue_searcher(spec, settings, trials, rescue)
+    if searcher is not None:
+        # The trials first, then each stopped trial's branches as it stops (at most one per parent and remedy).
+        n_remedies = len(rescue.remedies) if rescue is not None else len(spec.pruning.rescue.remedies)  # type: ignore[union-attr]
+        n_parents = len(rescue.parents) if rescue is not None else len(trials)
+        search_alg, param_space, num_samples = searcher, {}, len(trials) + n_parents * n_remedies
+    elif spec.search is not None:
         from orchestrator.search import optuna_searcher
 
         # Optuna samples each trial's overrides; the trial function registers it (its id: the usual hash).
@@ -185,7 +230,7 @@ def _tuner(spec: SweepSpec, settings: SweepSettings, trials: list[Trial], callba
             reuse_actors=True,  # a trial's worker process serves the next trial: no process start per trial
         ),
         run_config=tune.RunConfig(
-            name=folder.experiment_name,
+            name=name,
             storage_path=str(folder.tune_storage),
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.execution.max_failures),
@@ -267,7 +312,7 @@ def _final_checkpoints(store: SQLiteStore, settings: SweepSettings, record: Any)
     checkpoint_dir = settings.workdir(record.name) / "checkpoints"
     if not checkpoint_dir.is_dir():
         return
-    keeper = CheckpointKeeper(checkpoint_dir, mode=settings.mode)  # type: ignore[arg-type]
+    keeper = settings.keeper(record.name)
     history = store.get_history(record.id)
     objective = resolve_objective(settings.objective, history, finished=True, eval_sizes=settings.eval_sizes)[0]
     for point in history:

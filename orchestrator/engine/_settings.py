@@ -6,11 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.checkpoints import CheckpointKeeper
 from orchestrator.collapse import CollapseConfig
 from orchestrator.design import Trial
 from orchestrator.judge import TrialJudge
 from orchestrator.launchers import Launcher, make_launcher
 from orchestrator.launchers.slurm import SlurmOptions
+from orchestrator.rescue import KEEP_EVALS_FOR_LAST_HEALTHY
 from orchestrator.search import search_template
 from orchestrator.spec import SweepSpec
 from orchestrator.sweepdir import SweepDir
@@ -56,6 +58,8 @@ class SweepSettings:
     """On Slurm: resubmit a job the cluster ended (preempted, time limit, node failure) to resume."""
     slurm_poll_s: float = 5.0
     """On Slurm: the least time between two state queries of one job."""
+    keep_evals: int = 0
+    """Keep each trial's checkpoints of this many latest evaluated steps too (`pruning.rescue.from: last_healthy`)."""
 
     @property
     def folder(self) -> SweepDir:
@@ -82,6 +86,11 @@ class SweepSettings:
         """Return a launcher for this sweep's trainers: local processes, or Slurm jobs for `cluster: slurm`."""
         return make_launcher(self.slurm, grace_s=self.stop_grace_s, state_poll_s=self.slurm_poll_s)
 
+    def keeper(self, trial_name: str) -> CheckpointKeeper:
+        """Return the checkpoint keeper of a trial's folder."""
+        checkpoint_dir = self.workdir(trial_name) / "checkpoints"
+        return CheckpointKeeper(checkpoint_dir, mode=self.mode, keep_evals=self.keep_evals)  # type: ignore[arg-type]
+
     def judge(self) -> TrialJudge:
         """Return a new judge of one trial's points under this sweep's objective, collapse rules and signal."""
         collapse = None if self.collapse is None else CollapseConfig.model_validate(self.collapse)
@@ -94,6 +103,7 @@ class SweepSettings:
         """Return the settings of a sweep run from `spec` in `sweep_dir`."""
         asha = spec.pruning.asha
         wandb = spec.tracking.wandb
+        rescue = spec.pruning.rescue
         return cls(
             sweep_dir=str(sweep_dir.absolute()),
             project=spec.name,
@@ -110,4 +120,5 @@ class SweepSettings:
             slurm=None if spec.cluster == "local" else SlurmOptions.from_spec(spec),
             requeue=True if spec.cluster == "local" else spec.cluster.slurm.requeue,
             slurm_poll_s=min(5.0, max(poll_s, 1.0)),
+            keep_evals=KEEP_EVALS_FOR_LAST_HEALTHY if rescue is not None and rescue.from_ == "last_healthy" else 0,
         )

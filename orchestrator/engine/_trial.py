@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
-from orchestrator.checkpoints import CheckpointKeeper, KeptCheckpoints
+from orchestrator.checkpoints import CheckpointKeeper, KeptCheckpoints, read_latest_step
 from orchestrator.collapse import Verdict
 from orchestrator.design import Trial
 from orchestrator.engine._settings import SIGNAL, STORE_ID, SweepSettings
@@ -22,6 +23,7 @@ from orchestrator.history import StepMetrics, merge_points
 from orchestrator.judge import EvalReport
 from orchestrator.launchers import Launcher, Status
 from orchestrator.readers import JsonlTail, read_jsonl
+from orchestrator.rescue import branch_checkpoint
 from orchestrator.search import BEST
 from orchestrator.store import TERMINAL, SQLiteStore, StopReason, started
 from orchestrator.trainers import RunContext
@@ -80,8 +82,11 @@ class TrialRun:
         self._store.clear_trial_stop(record.id, status="running")
         trial = record.trial()
         ctx = RunContext(workdir=self._settings.workdir(record.name), project=self._settings.project, attempt=attempt)
-        keeper = CheckpointKeeper(ctx.checkpoint_dir, mode=self._settings.mode)  # type: ignore[arg-type]
+        keeper = self._settings.keeper(record.name)
         self._resume_history(ctx, keeper)
+        if read_latest_step(ctx.checkpoint_dir) is None:
+            # A rescue branch starts from (a copy of) its parent's checkpoint until it has one of its own.
+            ctx = replace(ctx, resume_from=branch_checkpoint(self._store, record))
         command = self._settings.trainer().command(trial, ctx)
         launcher = self._settings.launcher()
         # A job of an earlier attempt may outlive the worker that started it: never run two at once.
@@ -93,6 +98,11 @@ class TrialRun:
             attempt=attempt,
             data={**launcher.describe(handle), "gpus": list(self._gpus or []), "argv": list(command.argv)},
         )
+        if self._settings.slurm is not None:
+            # A submitted job waits in Slurm's queue until it is scheduled, however briefly: record that at once,
+            # since the first poll may already find it running. A wait that lasts is recorded with Slurm's reason.
+            self._store.set_trial_status(record.id, "queued")
+            self._store.append_event(record.id, "queued", attempt=attempt, data={"reason": "submitted"})
         try:
             self._open_wandb(trial)
             return self._follow(launcher, handle, ctx, keeper, attempt)
@@ -226,7 +236,8 @@ class TrialRun:
             metrics["objective"] = report.score
         if report.best is not None:
             metrics[BEST] = report.best  # what a search's Optuna is told: the best so far, also for a pruned trial
-        if report.signal is not None:
+        if report.signal is not None and self._record.parent is None:
+            # A rescue branch is not ASHA's to compare: it starts mid-run, from another trial's checkpoint.
             metrics[SIGNAL] = report.signal  # NaN never reaches ASHA: the key is left out until there is a finite value
         self._report(metrics)
 
@@ -258,7 +269,9 @@ class TrialRun:
             if path.is_file():
                 self._store.append_metrics(self._record.id, read_jsonl(path).points)
         if self._record.attempts > 0:
-            self._store.delete_metrics(self._record.id, after_step=latest if latest is not None else -1)
+            # A branch keeps its parent's history up to the step it branched at.
+            floor = latest if latest is not None else (self._record.from_step if self._record.from_step is not None else -1)
+            self._store.delete_metrics(self._record.id, after_step=floor)
             if latest is not None:
                 self._store.append_event(self._record.id, "retried", attempt=self._record.attempts, data={"resume_step": latest})
         for step, score in self._judge.restore(self._store.get_history(self._record.id)):

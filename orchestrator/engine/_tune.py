@@ -31,6 +31,8 @@ class RecordedSignals:
                 record = store.get_trial(trial_id)
             except KeyError:
                 return []
+        if record.parent is not None:
+            return []  # a rescue branch reports nothing to the scheduler (its history starts as its parent's)
         if record.stop_reason is not None and record.stop_reason.is_collapse and record.stop_step is not None:
             history = [point for point in history if point.step < record.stop_step]
         objective = resolve_objective(self.settings.objective, history, eval_sizes=self.settings.eval_sizes)[0]

@@ -25,6 +25,7 @@ from orchestrator.report._effects import (
     rate_with_asha_bounds,
 )
 from orchestrator.report._render import ReportFiles, report_json, trials_frame, write_report
+from orchestrator.report._rescue import BranchResult, RemedyRescue, RescueSummary, ScratchResult, rescue_summary
 from orchestrator.report._stats import (
     DEFAULT_METHODS,
     Interval,
@@ -66,6 +67,7 @@ __all__ = [
     "from_store",
     "report_sweep",
     "ASHA_STOP",
+    "BranchResult",
     "COMPLETED",
     "DEFAULT_METHODS",
     "SIGNALS",
@@ -78,10 +80,13 @@ __all__ = [
     "Interval",
     "IntervalMethods",
     "LogRank",
+    "RemedyRescue",
     "Report",
     "ReportFiles",
+    "RescueSummary",
     "RunInput",
     "RunSummary",
+    "ScratchResult",
     "Survival",
     "Timeline",
     "bootstrap_mean_ci",
@@ -101,6 +106,7 @@ __all__ = [
     "rate_diff_with_asha_bounds",
     "rate_with_asha_bounds",
     "report_json",
+    "rescue_summary",
     "seeds_to_separate_means",
     "seeds_to_separate_rates",
     "summarize_run",

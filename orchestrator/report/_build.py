@@ -9,6 +9,7 @@ from orchestrator.collapse import CollapseConfig, Mode, build_rules, build_signs
 from orchestrator.evalsets import eval_set
 from orchestrator.history import choose_objective, is_validation_metric, resolve_objective, series
 from orchestrator.report._effects import Effects, compute_effects
+from orchestrator.report._rescue import RescueSummary
 from orchestrator.report._stats import DEFAULT_METHODS, IntervalMethods
 from orchestrator.report._summary import RunInput, RunSummary, summarize_run
 
@@ -27,6 +28,7 @@ class Report:
         effects: The per-factor effects.
         notes: Plain sentences about the analysis itself (e.g. runs judged by different objectives).
         judged_by: One sentence per objective: why it was chosen, its evaluation set's size, how noise is judged.
+        rescue: The sweep's rescue branches per remedy (kept out of the runs and effects); None when it has none.
     """
 
     title: str
@@ -36,6 +38,7 @@ class Report:
     effects: Effects
     notes: tuple[str, ...]
     judged_by: tuple[str, ...] = ()
+    rescue: RescueSummary | None = None
 
     @property
     def objectives(self) -> list[str]:

@@ -2,12 +2,13 @@
 
 `from_store` reads a sweep folder (its spec and every trial's history, stop and kept checkpoint) into the
 `RunInput`s the core judges; `report_sweep` builds and writes the whole report of a sweep folder. `ablate report`
-and the service both call them, in their own process.
+and the service both call them, in their own process. Rescue branches are not runs of the ablation: they are
+summarised apart (`orchestrator.report._rescue`) and reported in their own section.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from orchestrator.collapse import CollapseConfig, Verdict
 from orchestrator.errors import AblateError, StoreError
 from orchestrator.report._build import Report, build_report
 from orchestrator.report._render import ReportFiles, write_report
+from orchestrator.report._rescue import RescueSummary, rescue_summary
 from orchestrator.report._summary import RunInput
 from orchestrator.spec import SweepSpec, level_label, parse_spec, read_yaml
 from orchestrator.store import TERMINAL, SQLiteStore
@@ -29,13 +31,15 @@ class StoredSweep:
 
     Attributes:
         spec: The spec the sweep started from.
-        runs: One `RunInput` per trial, in the store's order.
-        checkpoints: Trial name -> its kept best checkpoint (`{"step", "path"}`), or None.
+        runs: One `RunInput` per trial of the sweep's own, in the store's order (rescue branches are not runs).
+        checkpoints: Trial name -> its kept best checkpoint (`{"step", "path"}`), or None (branches included).
+        rescue: The rescue branches per remedy; None when the sweep has none.
     """
 
     spec: SweepSpec
     runs: list[RunInput]
     checkpoints: dict[str, dict[str, Any] | None]
+    rescue: RescueSummary | None = None
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,15 @@ def from_store(sweep_dir: Path) -> StoredSweep:
         if sweep is None:
             raise StoreError(f"{folder.db}: holds no sweep")
         spec = parse_spec(read_yaml(folder.spec), source=str(folder.spec), resolve_base=False)
-        runs, checkpoints = [], {}
-        for trial in store.list_trials(sweep.id):
+        runs, checkpoints, branch_histories = [], {}, {}
+        trials = store.list_trials(sweep.id)
+        for trial in trials:
+            best = store.get_checkpoints(trial.id).get("best")
+            checkpoints[trial.name] = None if best is None else {"step": best.step, "path": str(best.path)}
+            # A rescue branch: summarised apart, not a run of the ablation.
+            if trial.parent is not None:
+                branch_histories[trial.id] = store.get_history(trial.id)
+                continue
             verdict = None
             if trial.stop_reason is not None and trial.stop_reason.is_collapse and trial.stop_evidence:
                 verdict = Verdict(
@@ -77,8 +88,6 @@ def from_store(sweep_dir: Path) -> StoredSweep:
                     reason=str(trial.stop_evidence.get("reason", "")),
                     evidence=trial.stop_evidence,
                 )
-            best = store.get_checkpoints(trial.id).get("best")
-            checkpoints[trial.name] = None if best is None else {"step": best.step, "path": str(best.path)}
             runs.append(
                 RunInput(
                     run=trial.name,
@@ -92,7 +101,15 @@ def from_store(sweep_dir: Path) -> StoredSweep:
                     checkpoint=None if best is None else str(best.path),
                 )
             )
-    return StoredSweep(spec, runs, checkpoints)
+    rescue = rescue_summary(
+        trials,
+        branch_histories,
+        objective=spec.objective.metric,
+        mode=spec.objective.mode,
+        max_steps=spec.budget.max_steps,
+        eval_sizes=spec.objective.eval_sizes,
+    )
+    return StoredSweep(spec, runs, checkpoints, rescue)
 
 
 def report_sweep(sweep_dir: Path, out: Path | None = None, *, stored: StoredSweep | None = None) -> SweepReport:
@@ -120,6 +137,8 @@ def report_sweep(sweep_dir: Path, out: Path | None = None, *, stored: StoredSwee
         baseline=baseline_levels(spec) if spec.design.type == "one_at_a_time" else None,
         title=f"{spec.name}: ablation report",
     )
+    if stored.rescue is not None:
+        report = replace(report, rescue=stored.rescue)
     files = write_report(report, out)
     return SweepReport(report, files, stored.checkpoints, _search_report(spec, Path(sweep_dir), out))
 

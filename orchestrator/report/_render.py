@@ -20,6 +20,7 @@ import pandas as pd
 
 from orchestrator.report._build import Report
 from orchestrator.report._effects import Comparison, Effects, FactorEffects, GroupStats, InteractionTable
+from orchestrator.report._rescue import COLLAPSED_AGAIN, ENDED_OTHERWISE, RESCUED, RUNNING, RemedyRescue, RescueSummary
 from orchestrator.report._stats import Interval
 from orchestrator.report._summary import RunSummary, jsonable
 
@@ -366,6 +367,132 @@ def _warning_section(report: Report) -> list[_Block]:
     ]
 
 
+def _rescue_section(report: Report) -> list[_Block]:
+    """Per remedy: how often its branches reached the end of the budget, their scores, the steps they used."""
+    rescue = report.rescue
+    # No rescue branches: no section.
+    if rescue is None:
+        return []
+    remedy_rows = tuple(
+        (
+            f"`{r.remedy}`",
+            str(len(r.branches)),
+            str(r.count(RESCUED)),
+            _interval(r.rate, percent=True),
+            str(r.count(COLLAPSED_AGAIN)),
+            f"{r.count(RUNNING)} / {r.count(ENDED_OTHERWISE)}",
+            _interval(r.best_diff, signed=True),
+            str(r.steps_used),
+            str(r.steps_from_scratch),
+            "–" if r.scratch is None else _scratch_rate(r),
+            "–" if r.scratch is None else _interval(r.scratch.best_score),
+        )
+        for r in rescue.remedies
+    )
+    branch_rows = tuple(
+        (
+            b.run, b.parent, f"`{b.remedy}`", str(b.from_step), b.outcome, str(b.steps),
+            _num(b.best_after), _num(b.parent_best), "–" if b.best_diff is None else f"{b.best_diff:+.4g}",
+        )
+        for r in rescue.remedies
+        for b in r.branches
+    )  # fmt: skip
+    return [
+        _Heading(2, "Rescue branches"),
+        _Para(
+            f"Each trial a collapse rule stopped was branched once per remedy from one of its checkpoints and trained "
+            f"with the remedy for the rest of its {rescue.max_steps} steps. Branches are not runs of the ablation "
+            "(its effects, collapse rates, runs and plots): they are judged here. A branch is rescued when it reached "
+            "the end of the budget without collapsing again; the rescue rate is over the branches that were rescued "
+            "or collapsed again, with Wilson's 95% interval. Best scores are of "
+            f"`{rescue.objective}` ({'higher' if rescue.mode == 'max' else 'lower'} is better); a branch's best "
+            "counts only its evaluations after the step it branched from, and the mean difference from the parent's "
+            "best is over the finished branches."
+        ),
+        _Table(
+            (
+                "remedy", "branches", "rescued", "rescue rate [95% CI]", "collapsed again", "running / ended otherwise",
+                "Δ best score vs parent's best, mean [95% CI]", "trainer steps used", "steps from scratch",
+                "from scratch: collapse rate [95% CI]", "from scratch: mean best score [95% CI]",
+            ),
+            remedy_rows,
+        ),
+        *(_Para(_rescue_reading(r, rescue)) for r in rescue.remedies),
+        _Table(
+            (
+                "branch", "parent", "remedy", "from step", "outcome", "steps used", "best after branching",
+                "parent's best", "difference",
+            ),
+            branch_rows,
+        ),
+    ]
+
+
+def _scratch_rate(remedy: RemedyRescue) -> str:
+    scratch = remedy.scratch
+    assert scratch is not None  # only remedies with from-scratch trials come here
+    return f"{_interval(scratch.collapse_rate, percent=True)} ({scratch.n_collapsed}/{scratch.n_rate})"
+
+
+def _rescue_reading(remedy: RemedyRescue, rescue: RescueSummary) -> str:
+    """One paragraph: the remedy's rescue rate and how sure it is, its scores, its steps, the from-scratch runs."""
+    n, rate = len(remedy.branches), remedy.rate
+    decided, rescued = remedy.count(RESCUED) + remedy.count(COLLAPSED_AGAIN), remedy.count(RESCUED)
+    counts = ((remedy.count(RUNNING), "still running"), (remedy.count(ENDED_OTHERWISE), "ended otherwise"))
+    pending = [f"{k} {what}" for k, what in counts if k]
+    aside = f" ({', '.join(pending)}: left out of the rate)" if pending else ""
+    if decided == 0:
+        text = f"`{remedy.remedy}`: none of its {n} branches has finished yet{aside}."
+    else:
+        text = (
+            f"`{remedy.remedy}`: {rescued} of {decided} finished branches reached step {rescue.max_steps} without "
+            f"collapsing again{aside}: rescue rate {_interval(rate, percent=True)}. "
+        )
+        low, high = _pct0(rate.low), _pct0(rate.high)
+        if rate.low is not None and rate.low > 0.5:
+            text += (
+                f"The interval lies above 50%: it rescues most runs, though with {decided} branches the rate may be "
+                f"as low as {low}."
+            )
+        elif rate.high is not None and rate.high < 0.5:
+            text += f"The interval lies below 50%: it rescues fewer than half of the runs (at most {high})."
+        else:
+            text += (
+                f"The interval spans {low} to {high}: {decided} branches cannot tell whether it rescues most runs "
+                "or few."
+            )
+    if math.isfinite(remedy.best_diff.estimate):
+        text += (
+            f" Best score after branching less the parent's best: {_interval(remedy.best_diff, signed=True)} on "
+            f"average ({'higher' if rescue.mode == 'max' else 'lower'} is better)."
+        )
+        diff = remedy.best_diff
+        if diff.has_bounds and diff.contains(0.0):
+            text += " Its interval includes 0: the branches' best cannot be told apart from their parents'."
+        elif diff.has_bounds:
+            side = "above" if diff.estimate > 0 else "below"
+            text += f" Its interval excludes 0: the branches' best is {side} their parents'."
+    else:
+        text += " No finished branch has evaluated after branching."
+    share = f"{remedy.steps_used / remedy.steps_from_scratch:.0%} of" if remedy.steps_from_scratch else "against"
+    text += (
+        f" The branches trained {remedy.steps_used} steps, {share} the {remedy.steps_from_scratch} "
+        f"({n} × {rescue.max_steps}) that from-scratch runs of the remedy would take."
+    )
+    scratch = remedy.scratch
+    if scratch is None:
+        return text + " There are no from-scratch trials of this configuration in the sweep."
+    return text + (
+        f" The same configuration trained from step 0 in this sweep ({len(scratch.runs)} runs, {scratch.steps} steps): "
+        f"collapse rate {_interval(scratch.collapse_rate, percent=True)} ({scratch.n_collapsed}/{scratch.n_rate}), "
+        f"mean best score {_interval(scratch.best_score)}."
+    )
+
+
+def _pct0(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:.0f}%"
+
+
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value:+.0f}%"
 
@@ -417,6 +544,7 @@ def _blocks(report: Report, figure_names: Sequence[str]) -> list[_Block]:
         *_runs_section(report),
         *_collapsed_sections(report),
         *_warning_section(report),
+        *_rescue_section(report),
         *_figures_section(figure_names),
         _Heading(2, "Statistics"),
         _Bullets(_METHODS),
@@ -577,6 +705,8 @@ def report_json(report: Report) -> dict[str, Any]:
             "warnings": list(effects.warnings),
             "notes": list(report.notes),
             "judged_by": list(report.judged_by),
+            # Only a sweep with rescue branches has the key.
+            **({"rescue": report.rescue.to_json()} if report.rescue is not None else {}),
         }
     )
 

@@ -54,6 +54,9 @@ class TrialOut(BaseModel):
     collapse_step: int | None
     attempts: int
     why: str | None
+    parent: str | None = Field(None, description="For a rescue branch: the trial id of the trial it branches from.")
+    from_step: int | None = Field(None, description="For a rescue branch: the parent's step it resumes from.")
+    remedy: str | None = Field(None, description="For a rescue branch: its remedy (`kl=0.1`).")
 
 
 class Submitted(BaseModel):

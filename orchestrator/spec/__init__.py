@@ -11,7 +11,8 @@ Modules:
     _trainer    `trainer:`, override keys, the keys the seeds and the budget set
     _factors    `factors:` levels (lr_schedule, kl, entropy_coeff, rollout_n, override keys) and `design:`
     _run        `budget:`, `resources:`, `execution:`, `tracking:`
-    _judging    `objective:`, `pruning:` (ASHA, collapse rules)
+    _judging    `objective:`, `pruning:` (ASHA, collapse rules, rescue)
+    _rescue     `pruning.rescue:` remedies, what a resumed trainer can honour
     _cluster    `cluster: {slurm: ...}`
     _search     `search: {type: optuna}`
     _sweep      `SweepSpec`, the whole spec and its checks across sections
@@ -45,6 +46,12 @@ from orchestrator.spec._judging import (
     Asha,
     Objective,
     Pruning,
+)
+from orchestrator.spec._rescue import (
+    Remedy,
+    Rescue,
+    parse_remedy,
+    same_setting,
 )
 from orchestrator.spec._load import (
     load_base_overrides,
@@ -97,6 +104,8 @@ __all__ = [
     "OverrideValue",
     "PlainName",
     "Pruning",
+    "Remedy",
+    "Rescue",
     "Resources",
     "Scalar",
     "Search",
@@ -115,6 +124,8 @@ __all__ = [
     "level_value",
     "load_base_overrides",
     "load_spec",
+    "parse_remedy",
     "parse_spec",
     "read_yaml",
+    "same_setting",
 ]

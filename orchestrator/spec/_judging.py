@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from orchestrator.collapse import CollapseConfig
 from orchestrator.spec._base import Strict
+from orchestrator.spec._rescue import Rescue
 
 
 class Objective(Strict):
@@ -58,3 +59,11 @@ class Pruning(Strict):
 
     asha: Asha | None = None
     collapse: CollapseConfig | None = Field(default_factory=CollapseConfig)
+    rescue: Rescue | None = None
+    """Branch a trial a collapse rule stopped, once per remedy, from one of its checkpoints (`orchestrator.rescue`)."""
+
+    @model_validator(mode="after")
+    def _rescue_needs_rules(self) -> Pruning:
+        if self.rescue is not None and self.collapse is None:
+            raise ValueError("`rescue` needs the collapse rules (`collapse`): a branch starts when a rule stops a trial")
+        return self

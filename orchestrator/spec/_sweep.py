@@ -60,6 +60,8 @@ class SweepSpec(Strict):
         if n_seeds != 1:
             raise ValueError(f"`seeds` must be a single seed: each sampled configuration is one trial (got {n_seeds})")
         pruning = info.data.get("pruning")
+        if pruning is not None and pruning.rescue is not None:
+            raise ValueError("`pruning.rescue` branches the trials of a grid; a search samples its own (remove one of them)")
         if pruning is not None and pruning.asha is not None and pruning.asha.by == "seed_mean":
             raise ValueError("`pruning.asha.by: seed_mean` needs seeds to average; a search runs one per configuration (use `by: trial`)")
         return value

@@ -64,6 +64,7 @@ class TrialRecord:
         attempts: How many times the trainer was started.
         stderr_tail: The last lines the trainer wrote to stderr (kept from its last failure).
         updated: Unix time of the last change.
+        parent, from_step, remedy: For a rescue branch, as in `orchestrator.design.Trial`; None otherwise.
     """
 
     id: str
@@ -85,6 +86,9 @@ class TrialRecord:
     attempts: int
     stderr_tail: str | None
     updated: float
+    parent: str | None = None
+    from_step: int | None = None
+    remedy: str | None = None
 
     def trial(self) -> Trial:
         """Return the designed trial this record stores."""
@@ -96,6 +100,9 @@ class TrialRecord:
             values=self.values,
             seed=self.seed,
             overrides=self.overrides,
+            parent=self.parent,
+            from_step=self.from_step,
+            remedy=self.remedy,
         )
 
 

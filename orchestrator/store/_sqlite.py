@@ -28,7 +28,7 @@ from orchestrator.store._records import (
 )
 
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema this module writes (`PRAGMA user_version`). A file with a higher version is refused."""
 
 APPLICATION_ID = 0x41424C54
@@ -63,7 +63,10 @@ CREATE TABLE trials (
     last_step INTEGER,
     attempts INTEGER NOT NULL DEFAULT 0,
     stderr_tail TEXT,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    parent TEXT,
+    from_step INTEGER,
+    remedy TEXT
 );
 CREATE INDEX trials_by_sweep ON trials (sweep_id);
 CREATE TABLE metrics (
@@ -94,8 +97,13 @@ CREATE TABLE checkpoints (
 
 _TRIAL_COLUMNS = (
     'id, sweep_id, name, point, levels, "values", seed, overrides, status, stop_reason, stop_step, stop_evidence, '
-    "best_step, best_score, collapse_step, last_step, attempts, stderr_tail, updated"
+    "best_step, best_score, collapse_step, last_step, attempts, stderr_tail, updated, parent, from_step, remedy"
 )
+_MIGRATIONS = {
+    # 1 -> 2: rescue branches (a trial resumed from another's checkpoint with a remedy).
+    1: ("ALTER TABLE trials ADD COLUMN parent TEXT", "ALTER TABLE trials ADD COLUMN from_step INTEGER", "ALTER TABLE trials ADD COLUMN remedy TEXT"),
+}
+"""Store schema version -> the statements that bring a store of that version to the next one."""
 
 
 class SQLiteStore:
@@ -225,7 +233,7 @@ class SQLiteStore:
                     raise ValueError(f"trial `{trial.id}` already belongs to sweep `{owner[0]}` in {self._path}.")
                 conn.execute(
                     f"INSERT INTO trials ({_TRIAL_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, ?, ?, ?, ?)",
                     (
                         trial.id,
                         sweep_id,
@@ -236,6 +244,9 @@ class SQLiteStore:
                         trial.seed,
                         _dumps(trial.overrides),
                         now,
+                        trial.parent,
+                        trial.from_step,
+                        trial.remedy,
                     ),
                 )
                 added.append(trial.id)
@@ -572,8 +583,13 @@ class SQLiteStore:
                     f"{self._path} was written by a newer ablate (store schema {version}; this ablate reads up to "
                     f"{SCHEMA_VERSION}): upgrade ablate to open it."
                 )
-            if version < SCHEMA_VERSION:
+            if version < SCHEMA_VERSION and version not in _MIGRATIONS:
                 raise StoreError(f"{self._path} has store schema {version}, which this ablate cannot migrate.")
+            while version < SCHEMA_VERSION:
+                for statement in _MIGRATIONS[version]:
+                    conn.execute(statement)
+                version += 1
+                conn.execute(f"PRAGMA user_version = {version}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -620,7 +636,7 @@ def _exists(conn: sqlite3.Connection, table: str, row_id: str) -> bool:
 
 def _trial_record(row: tuple[Any, ...]) -> TrialRecord:
     (tid, sweep_id, name, point, levels, values, seed, overrides, status, stop_reason, stop_step, evidence,
-     best_step, best_score, collapse_step, last_step, attempts, stderr_tail, updated) = row  # fmt: skip
+     best_step, best_score, collapse_step, last_step, attempts, stderr_tail, updated, parent, from_step, remedy) = row  # fmt: skip
     return TrialRecord(
         id=tid,
         sweep_id=sweep_id,
@@ -641,6 +657,9 @@ def _trial_record(row: tuple[Any, ...]) -> TrialRecord:
         attempts=attempts,
         stderr_tail=stderr_tail,
         updated=updated,
+        parent=parent,
+        from_step=from_step,
+        remedy=remedy,
     )
 
 

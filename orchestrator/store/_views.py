@@ -56,6 +56,9 @@ def trial_rows(store: SQLiteStore, sweep_id: str) -> list[dict[str, Any]]:
                 "stop_step": r.stop_step,
                 "collapse_step": r.collapse_step,
                 "attempts": r.attempts,
+                "parent": r.parent,
+                "from_step": r.from_step,
+                "remedy": r.remedy,
                 "why": (r.stop_evidence or {}).get("reason"),
                 "warnings": [
                     {"rule": e.data.get("rule"), "step": e.data.get("step")}

@@ -33,11 +33,14 @@ class RunContext:
         workdir: the trial's directory (checkpoints, metrics files, logs).
         project: the sweep's name (verl's trainer.project_name).
         attempt: 0 for the first attempt; each retry gets its own metrics file, since verl truncates it at start.
+        resume_from: A `global_step_N` checkpoint folder to start from (a rescue branch that has none of its own
+            yet): verl's `trainer.resume_mode=resume_path`. None resumes from the latest in `checkpoint_dir`, if any.
     """
 
     workdir: Path
     project: str
     attempt: int = 0
+    resume_from: Path | None = None
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -71,13 +74,17 @@ class Trainer(Protocol):
 
 def plumbing_overrides(trial: Trial, ctx: RunContext) -> dict[str, Any]:
     """Return the run plumbing both backends take: loggers, names, checkpoint dir, resume from the latest."""
-    return {
+    plumbing = {
         "trainer.logger": ["console", "file"],
         "trainer.project_name": ctx.project,
         "trainer.experiment_name": trial.name,
         "trainer.default_local_dir": str(ctx.checkpoint_dir.absolute()),
         "trainer.resume_mode": "auto",
     }
+    if ctx.resume_from is not None:
+        plumbing["trainer.resume_mode"] = "resume_path"
+        plumbing["trainer.resume_from_path"] = str(Path(ctx.resume_from).absolute())
+    return plumbing
 
 
 def get_trainer(backend: str, **options: Any) -> Trainer:

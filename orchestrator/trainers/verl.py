@@ -62,6 +62,8 @@ class VerlTrainer:
         """Return the Hydra override lines of one attempt: the trial's settings, then the run plumbing."""
         metrics = str(ctx.metrics_path.absolute())
         settings = {**trial.overrides, **plumbing_overrides(trial, ctx)}
+        if ctx.resume_from is not None:
+            settings["trainer.del_local_ckpt_after_load"] = False  # a branch's copy of another trial's checkpoint
         lines = [format_override(key, value) for key, value in settings.items()]
         # verl's file logger runs inside a Ray actor: its path reaches it through the runtime env (notes/verl.md).
         lines.append(format_override("+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH", metrics))
