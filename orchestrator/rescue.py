@@ -30,9 +30,10 @@ from orchestrator.sweepdir import SweepDir
 
 BRANCH_DIR = "branch"
 """Inside a branch's checkpoint folder: the copy of the parent's checkpoint it resumes from."""
-KEEP_EVALS_FOR_LAST_HEALTHY = 3
-"""With `from: last_healthy`, each trial also keeps its last three evaluated checkpoints: the rules stop a collapse
-within two evaluations of its onset, so the checkpoint before the onset is among them."""
+KEEP_EVALS_FOR_LAST_HEALTHY = 5
+"""With `from: last_healthy`, each trial also keeps its last five evaluated checkpoints: the rules stop a collapse
+within two evaluations of its onset and the trainer may save once more before it has stopped, so the checkpoint
+before the onset is among them."""
 
 
 class RescueError(AblateError):

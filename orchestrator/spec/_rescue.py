@@ -101,7 +101,7 @@ class Rescue(Strict):
     """`pruning.rescue`: when a collapse rule stops a trial, branch it once per remedy from one of its checkpoints.
 
     `from: best` resumes from the trial's best checkpoint; `from: last_healthy` from the latest checkpoint before
-    its collapse onset (the sweep then keeps its last three evaluated checkpoints besides the best).
+    its collapse onset (the sweep then keeps its last five evaluated checkpoints besides the best).
     """
 
     remedies: list[Any] = Field(min_length=1)
