@@ -49,6 +49,14 @@ def trainers(marker: Path) -> list[psutil.Process]:
     return found
 
 
+def wait_until_no_trainers(marker: Path, timeout: float) -> list[psutil.Process]:
+    """Wait up to `timeout` seconds for every trainer of `marker` to exit; return those still alive (none: all gone)."""
+    deadline = time.monotonic() + timeout
+    while trainers(marker) and time.monotonic() < deadline:
+        time.sleep(1)
+    return trainers(marker)
+
+
 def wait_for_trial(out: Path, ready: Callable[[SQLiteStore, Any], bool], timeout: float, what: str) -> tuple[SQLiteStore, Any]:
     """Poll a running sweep's store until one of its trials satisfies `ready(store, record)`.
 

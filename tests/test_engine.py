@@ -20,7 +20,7 @@ from orchestrator.collapse import SIGN_NAMES
 from orchestrator.store import SQLiteStore
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mini_sweeps import ABLATE, COLLAPSING_LR, HEALTHY_LR, run_ablate, trainers, wait_for_trial, write_spec  # noqa: E402
+from mini_sweeps import ABLATE, COLLAPSING_LR, HEALTHY_LR, run_ablate, trainers, wait_for_trial, wait_until_no_trainers, write_spec  # noqa: E402
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
@@ -276,10 +276,7 @@ def test_run_resumes_after_the_driver_is_killed(tmp_path: Path, env: dict[str, s
     finally:
         driver.kill()
     # No trainer outlives the driver (the trial workers die with it, and each trainer's guard with them).
-    deadline = time.monotonic() + 60
-    while trainers(out) and time.monotonic() < deadline:
-        time.sleep(1)
-    assert trainers(out) == []
+    assert wait_until_no_trainers(out, timeout=60) == []
     before = _trials(out)
     finished_before = {name for name, t in before.items() if t.status == "completed"}
     result = run_ablate(["run", str(spec), "--out", str(out)], env)
@@ -356,10 +353,7 @@ def test_run_ctrl_c_stops_every_trainer_and_leaves_the_sweep_resumable(tmp_path:
     assert driver.returncode == 130, stderr[-3000:]
     assert "resume with" in stdout
     assert "Traceback" not in stderr
-    deadline = time.monotonic() + 30
-    while trainers(out) and time.monotonic() < deadline:
-        time.sleep(1)
-    assert trainers(out) == []
+    assert wait_until_no_trainers(out, timeout=30) == []
     assert {t.status for t in _trials(out).values()} == {"pending"}
 
 

@@ -11,7 +11,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from orchestrator.spec import parse_remedy
 from orchestrator.store import SCHEMA_VERSION, SQLiteStore
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mini_sweeps import ABLATE, HEALTHY_LR, run_ablate, trainers, wait_for_trial, write_spec  # noqa: E402
+from mini_sweeps import ABLATE, HEALTHY_LR, run_ablate, trainers, wait_for_trial, wait_until_no_trainers, write_spec  # noqa: E402
 
 SCORE = "val-core/mini/reward/mean@1"
 
@@ -251,10 +250,7 @@ def test_a_driver_killed_during_rescues_resumes_them_with_nothing_trained_twice(
         driver.wait(timeout=30)
     finally:
         driver.kill()
-    deadline = time.monotonic() + 60
-    while trainers(out) and time.monotonic() < deadline:
-        time.sleep(1)
-    assert trainers(out) == []
+    assert wait_until_no_trainers(out, timeout=60) == []
     before = _records(out)
     result = run_ablate(["run", str(spec), "--out", str(out)], env)
     assert result.returncode == 0, result.stderr[-3000:]

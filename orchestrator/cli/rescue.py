@@ -33,6 +33,7 @@ def rescue(
     The branches are trials of the same sweep: `ablate status` and `ablate report` show them. Running the same
     command again resumes the rescue. Exit status: as `ablate run` (2 on bad input: nothing launched).
     """
+    from orchestrator.cli.run import run_with_progress
     from orchestrator.engine import RescueRequest, run_sweep
     from orchestrator.errors import AblateError
     from orchestrator.store import SQLiteStore
@@ -49,7 +50,13 @@ def rescue(
     request = RescueRequest(parents=tuple(p.id for p in parents), remedies=tuple(remedies), how=from_)
     names = ", ".join(p.name for p in parents)
     _console.info(f"sweep {spec.name}: {len(parents)} trial(s) x {len(remedies)} remedies ({', '.join(r.label for r in remedies)}), from {from_}: {names}")
-    outcome = _run(run_sweep, spec, spec_text, sweep_dir, request, address=address, num_cpus=cpus, num_gpus=gpus)
+    outcome = run_with_progress(
+        spec.name,
+        len(request.parents) * len(request.remedies),
+        lambda on_start: run_sweep(
+            spec, spec_text, sweep_dir, rescue=request, on_start=on_start, address=address, num_cpus=cpus, num_gpus=gpus
+        ),
+    )
     counts = ", ".join(f"{n} {status}" for status, n in outcome.counts.items() if n)
     _console.out.print(f"sweep {spec.name}: {counts}; see `ablate status {sweep_dir}` and `ablate report {sweep_dir}`", highlight=False)
     if outcome.interrupted:
@@ -125,29 +132,3 @@ def _plan(store: Any, sweep_dir: Path, remedies: list[Any], names: list[str] | N
         for problem in problems.get(child.id, []):
             raise AblateError(f"branch {child.name}: {problem}")
     return spec, sweep.spec, parents
-
-
-def _run(run_sweep: Any, spec: Any, spec_text: str, sweep_dir: Path, request: Any, **ray: Any) -> Any:
-    """Run the rescue with the same live view as `ablate run`."""
-    import threading
-
-    from orchestrator.cli.run import _Progress
-    from orchestrator.errors import AblateError
-    from orchestrator.store import progress_thread
-
-    view = _Progress(spec.name, len(request.parents) * len(request.remedies))
-    stop = threading.Event()
-    started: list[threading.Thread] = []
-
-    def on_start(store: Any) -> None:
-        started.append(progress_thread(Path(store.path), spec.name, view.render, stop))
-
-    try:
-        return run_sweep(spec, spec_text, sweep_dir, rescue=request, on_start=on_start, **ray)
-    except AblateError as exc:
-        _console.abort(str(exc))
-    finally:
-        stop.set()
-        for thread in started:
-            thread.join(timeout=5)
-        view.close()

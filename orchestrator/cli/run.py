@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -32,7 +33,6 @@ def run(
     from orchestrator.errors import AblateError
     from orchestrator.preflight import preflight
     from orchestrator.spec import load_spec
-    from orchestrator.store import progress_thread
     from orchestrator.sweepdir import SweepDir
 
     try:
@@ -52,23 +52,13 @@ def run(
     if bad:
         _console.abort("\n".join(f"{spec_path}: trial {t.name} ({t.id}): {p}" for t, p in bad))
     n_trials = len(checked.trials) if spec.search is None else spec.search.num_samples
-    view = _Progress(spec.name, n_trials)
-    stop = threading.Event()
-    started: list[threading.Thread] = []
-
-    def on_start(store: Any) -> None:
-        started.append(progress_thread(Path(store.path), spec.name, view.render, stop))
-
     _console.info(f"sweep {spec.name}: {n_trials} trials, results in {sweep_dir}")
-    try:
-        outcome = run_sweep(spec, spec_path.read_text(), sweep_dir, address=address, num_cpus=cpus, num_gpus=gpus, on_start=on_start)
-    except AblateError as exc:
-        _console.abort(str(exc))
-    finally:
-        stop.set()
-        for thread in started:
-            thread.join(timeout=5)
-        view.close()
+    text = spec_path.read_text()
+    outcome = run_with_progress(
+        spec.name,
+        n_trials,
+        lambda on_start: run_sweep(spec, text, sweep_dir, address=address, num_cpus=cpus, num_gpus=gpus, on_start=on_start),
+    )
     counts = ", ".join(f"{n} {status}" for status, n in outcome.counts.items() if n)
     _console.out.print(f"sweep {spec.name}: {counts}", highlight=False)
     _console.out.print(f"results: {sweep_dir} (store: {SweepDir(sweep_dir).db}); see `ablate status {sweep_dir}`", highlight=False)
@@ -82,6 +72,33 @@ def run(
             f"(execution.max_failures); rerun `ablate run {spec_path} --out {sweep_dir}` to retry them"
         )
         _console.abort("\n".join(lines), code=1)
+
+
+def run_with_progress(name: str, n_trials: int, start: Callable[[Callable[[Any], None]], Any]) -> Any:
+    """Run a sweep under the live view and return what `start(on_start)` returns; an AblateError aborts (exit 2).
+
+    `start` runs the sweep and calls `on_start(store)` once its trials are registered: the view then follows the
+    store until the sweep returns.
+    """
+    from orchestrator.errors import AblateError
+    from orchestrator.store import progress_thread
+
+    view = _Progress(name, n_trials)
+    stop = threading.Event()
+    started: list[threading.Thread] = []
+
+    def on_start(store: Any) -> None:
+        started.append(progress_thread(Path(store.path), name, view.render, stop))
+
+    try:
+        return start(on_start)
+    except AblateError as exc:
+        _console.abort(str(exc))
+    finally:
+        stop.set()
+        for thread in started:
+            thread.join(timeout=5)
+        view.close()
 
 
 def _failure(record: Any) -> str:
