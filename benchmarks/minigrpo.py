@@ -7,8 +7,12 @@ then writes `benchmarks/results/minigrpo.md` (the table and the command that pro
 Collapse: the validation score falls below 50% of its best and stays there to the end; the collapse step is the
 first evaluation from which that holds.
 
-    python benchmarks/minigrpo.py                       # all configs x 5 seeds, 250 steps
-    python benchmarks/minigrpo.py --configs original --seeds 1 2 --steps 100
+Before the calibration it measures speed alone: 200-step runs of the default recipe at n=2 and n=8 (seeds 1-3),
+one process at a time at normal priority, wall time of the whole process (torch import and a cached warm start
+included) and peak RSS. Run it on an otherwise idle machine.
+
+    python benchmarks/minigrpo.py                       # speed alone, then all configs x 5 seeds, 250 steps
+    python benchmarks/minigrpo.py --configs original --seeds 1 2 --steps 100 --speed-seeds
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     base = _base_overrides(args)
     print(f"warm start: {_prime_cache(base, args):.1f} s (cached for every run)", flush=True)
+    speed = _speed_alone(base, args)
     jobs = [(name, seed) for name in args.configs for seed in args.seeds]
     results: list[RunResult] = []
     with tempfile.TemporaryDirectory(prefix="minigrpo-bench-") as workdir, ThreadPoolExecutor(args.jobs) as pool:
@@ -79,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"collapse {summary['collapse_step']}", flush=True)
     table = _table(results, args.configs)
     command = "python benchmarks/minigrpo.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    _write(results, table, command.strip(), args)
+    _write(results, table, command.strip(), args, speed)
+    print(speed)
     print(table)
     return 0 if all(r.returncode == 0 for r in results) else 1
 
@@ -94,7 +100,33 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--nice", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--override", nargs="*", default=[], help="extra overrides for every run")
+    parser.add_argument("--speed-seeds", nargs="*", type=int, default=[1, 2, 3],
+                        help="seeds of the 200-step speed runs made alone (none: skip them)")
     return parser.parse_args(argv)
+
+
+SPEED_STEPS = 200
+
+
+def _speed_alone(base: list[str], args: argparse.Namespace) -> str:
+    """Time 200-step runs of the default recipe at n=2 and n=8, one at a time; return the markdown table."""
+    lines = ["| rollout.n | seed | s (whole process) | peak RSS MB | final val | collapse step |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    medians = []
+    with tempfile.TemporaryDirectory(prefix="minigrpo-speed-") as workdir:
+        for n in (2, 8):
+            seconds = []
+            for seed in args.speed_seeds:
+                overrides = [*base, f"trainer.total_training_steps={SPEED_STEPS}", f"actor_rollout_ref.rollout.n={n}"]
+                result = _run("original", seed, overrides, Path(workdir), nice=0, label=f"n{n}")
+                summary = _summarise_run(result)
+                seconds.append(result.seconds)
+                lines.append(f"| {n} | {seed} | {result.seconds:.2f} | {result.max_rss_mb:.0f} | "
+                             f"{summary['final']:.3f} | {summary['collapse_step'] or '-'} |")
+                print(f"alone: n={n} seed {seed}: {result.seconds:.2f} s", flush=True)
+            if seconds:
+                medians.append(f"n={n}: median {statistics.median(seconds):.2f} s, max {max(seconds):.2f} s")
+    return "\n".join(lines) + ("\n\n" + "; ".join(medians) + "." if medians else "")
 
 
 def _base_overrides(args: argparse.Namespace) -> list[str]:
@@ -131,8 +163,8 @@ def _env(metrics_path: Path) -> dict[str, str]:
     return env
 
 
-def _run(config: str, seed: int, base: list[str], workdir: Path, nice: int) -> RunResult:
-    name = f"{config}_s{seed}"
+def _run(config: str, seed: int, base: list[str], workdir: Path, nice: int, label: str = "") -> RunResult:
+    name = f"{config}{label}_s{seed}"
     metrics_path = workdir / f"{name}.jsonl"
     overrides = [*base, *CONFIGS[config], *_seed_overrides(seed), f"trainer.experiment_name={name}"]
     start = time.perf_counter()
@@ -224,7 +256,7 @@ def _curves(result: RunResult) -> dict[str, Any]:
     return curves
 
 
-def _write(results: list[RunResult], table: str, command: str, args: argparse.Namespace) -> None:
+def _write(results: list[RunResult], table: str, command: str, args: argparse.Namespace, speed: str) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     per_run = "\n".join(
         f"| {r.config} | {r.seed} | {s['best']:.3f} @ {s['best_step']} | {s['final']:.3f} | "
@@ -242,7 +274,11 @@ def _write(results: list[RunResult], table: str, command: str, args: argparse.Na
         "process (torch import and a cached warm start included) while another run shares the machine.\n\n"
         f"Overrides per config: {json.dumps(CONFIGS)}; each seed s sets data.seed, rollout.seed, "
         "actor.data_loader_seed and actor.fsdp_config.seed to s.\n\n"
-        f"{table}\n\n## Per run\n\n| config | seed | best val @ step | final val | collapse step | s | peak RSS MB |\n"
+        f"{table}\n\n## Speed alone\n\n{SPEED_STEPS} steps of the default recipe (the original config) at "
+        "rollout.n 2 and 8, one process at a time on the otherwise idle machine, normal priority, one torch thread; "
+        "seconds are the whole process's wall time (torch import, config, the cached warm start, 21 validations of "
+        f"512 prompts included).\n\n{speed}\n\n## Per run\n\n"
+        "| config | seed | best val @ step | final val | collapse step | s | peak RSS MB |\n"
         f"| --- | --- | --- | --- | --- | --- | --- |\n{per_run}\n"
     )
     (args.out / "minigrpo.md").write_text(text)

@@ -237,6 +237,31 @@ def test_warm_start_cache_key_depends_on_wrong_answer_frac() -> None:
     assert len(keys) == 3
 
 
+def test_warm_start_cache_key_depends_on_torch_version_and_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.minigrpo.model import ModelSpec
+    from orchestrator.minigrpo.warmstart import cache_key
+
+    args = (TaskSpec(), ModelSpec(vocab_size=14, max_positions=22), WarmStartSpec(), 5000)
+    base = cache_key(*args)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        other_threads = cache_key(*args)
+    finally:
+        torch.set_num_threads(threads)
+    monkeypatch.setattr(torch, "__version__", "0.0.0-other")
+    assert len({base, other_threads, cache_key(*args)}) == 3
+
+
+def test_one_mini_batch_update_reuses_the_old_log_prob_pass(minigrpo_workdir: Path) -> None:
+    """One epoch of one mini-batch: the update's ratio is exactly 1 (its forward pass is the old-log-prob pass)."""
+    steps = [r["data"] for r in _run(minigrpo_workdir, "trainer.total_training_steps=4")[1:]]
+    assert all(s["actor/ppo_kl"] == 0.0 and s["actor/pg_clipfrac"] == 0.0 for s in steps)
+    (minigrpo_workdir / "metrics.jsonl").unlink()
+    two = [r["data"] for r in _run(minigrpo_workdir, "trainer.total_training_steps=4", f"{A}ppo_mini_batch_size=4")]
+    assert any(s["actor/ppo_kl"] != 0.0 for s in two[1:]), "the second mini-batch sees updated weights"
+
+
 def _cli(tmp_path: Path, cache: Path, name: str, overrides: list[str]) -> subprocess.Popen[str]:
     env = dict(os.environ, ABLATE_CACHE_DIR=str(cache), VERL_FILE_LOGGER_PATH=str(tmp_path / f"{name}.jsonl"),
                PYTHONPATH=str(ROOT))

@@ -1,10 +1,13 @@
 """The policy: a tiny causal transformer, its sampler and its per-token log-probs.
 
 With the recipe's d_model=64, 2 layers, 4 heads, MLP 4x and 22 learned positions it has 103,310 parameters.
+Both the sampler and the log-prob pass run each distinct prompt once and share its keys and values among the
+`rollout.n` responses to it; decoding writes keys and values into buffers allocated once per batch.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -35,6 +38,47 @@ class ModelSpec:
     mlp_ratio: int = 4
 
 
+class KVCache:
+    """One block's keys and values of the positions already run, so later positions can attend to them.
+
+    Without `capacity` new keys are concatenated (autograd flows through them: a shared prompt prefix in training);
+    with it they are written into a buffer allocated once (decoding, no autograd).
+    """
+
+    def __init__(self, capacity: int | None = None) -> None:
+        self.capacity = capacity
+        self.length = 0
+        self._keys: torch.Tensor | None = None
+        self._values: torch.Tensor | None = None
+
+    def extend(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append (B, H, T, D) keys and values; return all of them so far."""
+        new = keys.shape[2]
+        if self._keys is None or self._values is None:
+            if self.capacity is None:
+                self._keys, self._values = keys, values
+            else:
+                shape = (keys.shape[0], keys.shape[1], self.capacity, keys.shape[3])
+                self._keys, self._values = keys.new_empty(shape), values.new_empty(shape)
+                self._keys[:, :, :new], self._values[:, :, :new] = keys, values
+        elif self.capacity is None:
+            self._keys = torch.cat([self._keys, keys], dim=2)
+            self._values = torch.cat([self._values, values], dim=2)
+        else:
+            self._keys[:, :, self.length : self.length + new] = keys
+            self._values[:, :, self.length : self.length + new] = values
+        self.length += new
+        return self._keys[:, :, : self.length], self._values[:, :, : self.length]
+
+    def select(self, rows: torch.Tensor, capacity: int | None = None) -> KVCache:
+        """Return a cache holding the keys and values of `rows` (repeats allowed), with a buffer of `capacity`."""
+        assert self._keys is not None and self._values is not None, "select() needs a filled cache"
+        picked = KVCache(capacity)
+        picked.extend(self._keys[:, :, : self.length].index_select(0, rows),
+                      self._values[:, :, : self.length].index_select(0, rows))
+        return picked
+
+
 class _Block(nn.Module):
     """A pre-norm transformer block: causal self-attention then a GELU MLP, each with a residual."""
 
@@ -49,25 +93,32 @@ class _Block(nn.Module):
         self.fc1 = nn.Linear(width, spec.mlp_ratio * width)
         self.fc2 = nn.Linear(spec.mlp_ratio * width, width)
 
-    def forward(self, x: torch.Tensor, cache: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Return the block's output for x (B, T, d).
 
-        With `cache` ([] on the first call, then the list it filled) keys and values of earlier positions are
-        kept, and x may hold only the new positions.
+        With `cache`, x holds the positions after those cached; they attend to the cached ones and to each other
+        causally, and their keys and values join the cache.
         """
         batch, length, width = x.shape
-        q, k, v = self.qkv(self.norm1(x)).split(width, dim=2)
+        normed = F.layer_norm(x, (width,), self.norm1.weight, self.norm1.bias, self.norm1.eps)
+        q, k, v = F.linear(normed, self.qkv.weight, self.qkv.bias).split(width, dim=2)
         heads = (batch, length, self.n_heads, width // self.n_heads)
-        q, k, v = (t.view(heads).transpose(1, 2) for t in (q, k, v))
-        causal = True
+        q, k, v = q.view(heads).transpose(1, 2), k.view(heads).transpose(1, 2), v.view(heads).transpose(1, 2)
+        past = 0
         if cache is not None:
-            if cache:
-                k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
-                causal = length > 1
-            cache[:] = [k, v]
-        attended = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-        x = x + self.proj(attended.transpose(1, 2).reshape(batch, length, width))
-        return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
+            past = cache.length
+            k, v = cache.extend(k, v)
+        if past == 0 or length == 1:
+            attended = F.scaled_dot_product_attention(q, k, v, is_causal=past == 0 and length > 1)
+        else:
+            mask = torch.ones(length, past + length, dtype=torch.bool).tril(past)
+            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        # Modules' parameters are used through torch.nn.functional: nn.Module.__call__ costs more than these
+        # small matrices do while decoding one position at a time.
+        x = x + F.linear(attended.transpose(1, 2).reshape(batch, length, width), self.proj.weight, self.proj.bias)
+        normed = F.layer_norm(x, (width,), self.norm2.weight, self.norm2.bias, self.norm2.eps)
+        hidden = F.gelu(F.linear(normed, self.fc1.weight, self.fc1.bias))
+        return x + F.linear(hidden, self.fc2.weight, self.fc2.bias)
 
 
 class TinyTransformer(nn.Module):
@@ -89,19 +140,26 @@ class TinyTransformer(nn.Module):
             torch.manual_seed(seed)
             return cls(spec)
 
-    def forward(self, tokens: torch.Tensor, caches: list[list[torch.Tensor]] | None = None) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, caches: list[KVCache] | None = None) -> torch.Tensor:
         """Return next-token logits (B, T, V) for tokens (B, T).
 
         Args:
             tokens: The tokens, or with `caches` only the tokens after those already cached.
-            caches: One list per block ([] before the first call), filled with keys and values for decoding.
+            caches: One cache per block (empty ones before the first call), filled for decoding.
         """
-        start = caches[0][0].shape[2] if caches and caches[0] else 0
-        positions = torch.arange(start, start + tokens.shape[1])
-        x = self.tok(tokens) + self.pos(positions)
+        return F.linear(self.hidden(tokens, caches), self.head.weight, self.head.bias)
+
+    def hidden(self, tokens: torch.Tensor, caches: list[KVCache] | None = None) -> torch.Tensor:
+        """Return the normalised last hidden states (B, T, d) that `forward` maps to logits."""
+        start = caches[0].length if caches else 0
+        x = F.embedding(tokens, self.tok.weight) + self.pos.weight[start : start + tokens.shape[1]]
         for index, block in enumerate(self.blocks):
-            x = block(x, None if caches is None else caches[index])
-        return self.head(self.norm(x))
+            x = block.forward(x, None if caches is None else caches[index])
+        return F.layer_norm(x, (self.spec.d_model,), self.norm.weight, self.norm.bias, self.norm.eps)
+
+    def new_caches(self) -> list[KVCache]:
+        """Return one empty, growing cache per block."""
+        return [KVCache() for _ in self.blocks]
 
 
 def n_parameters(model: nn.Module) -> int:
@@ -140,7 +198,35 @@ class Rollout:
     log_probs: torch.Tensor
 
 
-@torch.no_grad()
+def _run_prompts(
+    model: TinyTransformer, prompts: torch.Tensor, capacity: int | None = None
+) -> tuple[torch.Tensor, list[KVCache]]:
+    """Run each distinct prompt once (GRPO repeats each `rollout.n` times) and hand its result to every copy.
+
+    Returns:
+        Each row's hidden state at its last prompt position (M, d), and per block a cache of each row's prompt
+        keys and values (a buffer of `capacity` positions, or growing and differentiable when None).
+    """
+    unique, inverse = _distinct_rows(prompts, model.spec.vocab_size)
+    caches = model.new_caches()
+    last = model.hidden(unique, caches)[:, -1]
+    return last.index_select(0, inverse), [cache.select(inverse, capacity) for cache in caches]
+
+
+def _distinct_rows(tokens: torch.Tensor, vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the distinct rows of `tokens` and each row's index among them (torch.unique over rows, faster).
+
+    A row is read as one base-`vocab_size` number when that fits in 62 bits, so a 1-D unique replaces the
+    row-wise one, which compares rows one pair at a time.
+    """
+    if tokens.shape[1] * math.log2(vocab_size) > 62:
+        return torch.unique(tokens, dim=0, return_inverse=True)
+    weights = vocab_size ** torch.arange(tokens.shape[1], dtype=torch.int64)
+    keys, inverse = torch.unique((tokens.to(torch.int64) * weights).sum(dim=1), return_inverse=True)
+    first = torch.empty(len(keys), dtype=torch.int64).scatter_(0, inverse, torch.arange(len(inverse)))
+    return tokens[first], inverse
+
+
 def generate(
     model: TinyTransformer,
     prompts: torch.Tensor,
@@ -162,12 +248,26 @@ def generate(
     Returns:
         The responses, their mask and the sampler's log-probs.
     """
-    caches: list[list[torch.Tensor]] = [[] for _ in model.blocks]
-    step_input = prompts
+    with torch.inference_mode():  # no autograd bookkeeping at all: decoding is mostly per-operation overhead
+        rollout = _decode(model, prompts, max_length, temperature, generator, greedy)
+    return Rollout(rollout.responses.clone(), rollout.mask.clone(), rollout.log_probs.clone())
+
+
+def _decode(
+    model: TinyTransformer,
+    prompts: torch.Tensor,
+    max_length: int,
+    temperature: float,
+    generator: torch.Generator,
+    greedy: bool,
+) -> Rollout:
+    last, caches = _run_prompts(model, prompts, capacity=prompts.shape[1] + max_length)
+    logits = F.linear(last, model.head.weight, model.head.bias)
     finished = torch.zeros(prompts.shape[0], dtype=torch.bool)
     tokens, masks, log_probs = [], [], []
-    for _ in range(max_length):
-        logits = model(step_input, caches)[:, -1, :]
+    for position in range(max_length):
+        if position > 0:
+            logits = model(tokens[-1].unsqueeze(1), caches)[:, -1, :]
         scaled = torch.log_softmax(logits / (1.0 if greedy else temperature), dim=-1)
         if greedy:
             token = scaled.argmax(dim=-1)
@@ -179,7 +279,6 @@ def generate(
         masks.append(alive.float())
         log_probs.append(torch.where(alive, scaled.gather(1, token.unsqueeze(1)).squeeze(1), 0.0))
         finished = finished | (token == EOS)
-        step_input = token.unsqueeze(1)
         if bool(finished.all()):
             break
     return Rollout(torch.stack(tokens, 1), torch.stack(masks, 1), torch.stack(log_probs, 1))
@@ -194,10 +293,15 @@ def token_log_probs(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Return the model's log-probs (M, L) of `responses` after `prompts`, and optionally the entropies (M, L).
 
-    Logits are divided by the sampling temperature, as verl's actor does.
+    Logits are divided by the sampling temperature, as verl's actor does. Each distinct prompt is run once and
+    its keys and values shared by its responses (gradients from every copy add up), which gives what one pass
+    over each prompt + response would, at a fraction of the cost when `rollout.n` > 1.
     """
-    sequence = torch.cat([prompts, responses], dim=1)[:, :-1]
-    logits = model(sequence)[:, prompts.shape[1] - 1 :, :] / temperature
+    last, caches = _run_prompts(model, prompts)
+    hidden = [last.unsqueeze(1)]
+    if responses.shape[1] > 1:
+        hidden.append(model.hidden(responses[:, :-1], caches))
+    logits = model.head(torch.cat(hidden, dim=1)) / temperature
     log_softmax = torch.log_softmax(logits, dim=-1)
     chosen = log_softmax.gather(2, responses.unsqueeze(2)).squeeze(2)
     if not with_entropy:

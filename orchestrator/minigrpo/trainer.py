@@ -2,12 +2,12 @@
 
 Per step: take the next `train_batch_size` prompts, sample `rollout.n` responses each from the rollout copy of
 the policy (bf16-rounded weights by default), score them, recompute old log-probs and entropy with the fp32
-policy, apply verl's rollout correction (importance weights, rejection mask and their metrics, or in bypass mode
-the sampler's log-probs as the old ones), get reference log-probs for the KL loss, compute group-normalised
-advantages (zero on rejected tokens), run `ppo_epochs` passes of
-mini-batch updates (PPO-clip, entropy bonus, KL loss, grad clipping), advance the LR schedule, save a checkpoint
-and validate when due, then log one record. Validation runs before training (step 0, or the resumed step) when
-`val_before_train`, and at every `test_freq` step and the last one.
+policy (with one PPO epoch of one mini-batch, that pass is also the update's forward pass), apply verl's rollout
+correction (importance weights, rejection mask and their metrics, or in bypass mode the sampler's log-probs as the
+old ones), get reference log-probs for the KL loss, compute group-normalised advantages (zero on rejected tokens),
+run `ppo_epochs` passes of mini-batch updates (PPO-clip, entropy bonus, KL loss, grad clipping), advance the LR
+schedule, save a checkpoint and validate when due, then log one record. Validation runs before training (step 0,
+or the resumed step) when `val_before_train`, and at every `test_freq` step and the last one.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from orchestrator.minigrpo.algos import (
 )
 from orchestrator.minigrpo.config import DATA_SOURCE, cache_dir, env_vars, loggers, lr_schedule_type
 from orchestrator.minigrpo.model import ModelSpec, TinyTransformer, generate, load_rounded, token_log_probs
+from orchestrator.minigrpo.optim import AdamW
 from orchestrator.minigrpo.rollout_corr import Correction, correct, probs_diff_metrics
 from orchestrator.minigrpo.task import VOCAB_SIZE, Prompts, TaskSpec, make_prompts, score
 from orchestrator.minigrpo.tracking import Tracking
@@ -64,7 +65,7 @@ class _Run:
     policy: TinyTransformer
     sampler: TinyTransformer
     reference: TinyTransformer | None
-    optimizer: torch.optim.Optimizer
+    optimizer: AdamW
     schedule: LrSchedule
     rollout_rng: torch.Generator
     total_steps: int
@@ -139,9 +140,7 @@ def _build(cfg: DictConfig) -> _Run:
         reference.load_state_dict(warm_state)
         reference.requires_grad_(False)
     optim = cfg.actor_rollout_ref.actor.optim
-    optimizer = torch.optim.AdamW(
-        policy.parameters(), lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay
-    )
+    optimizer = AdamW(policy.parameters(), lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
     steps_per_epoch = len(train_prompts) // cfg.data.train_batch_size
     total = steps_per_epoch * cfg.trainer.total_epochs
     if cfg.trainer.total_training_steps is not None:
@@ -257,11 +256,9 @@ def _step(run: _Run) -> dict[str, Any]:
                 run.sampler, batch.tokens, cfg.data.max_response_length, rollout_cfg.temperature, run.rollout_rng
             )
         scores = score(run.task, rollout.responses, batch.answers)
-        with _timer(run, "old_log_prob"), torch.no_grad():
-            old_log_prob, entropy = token_log_probs(
-                run.policy, batch.tokens, rollout.responses, rollout_cfg.temperature, with_entropy=True
-            )
-            assert entropy is not None
+        with _timer(run, "old_log_prob"):
+            forward = _old_log_prob(run, batch.tokens, rollout.responses)
+            old_log_prob, entropy = forward.log_prob.detach(), forward.entropy.detach()
             metrics["actor/entropy"] = float(agg_loss(entropy, rollout.mask, actor.loss_agg_mode))
         metrics.update(probs_diff_metrics(old_log_prob, rollout.log_probs, rollout.mask))
         mask, is_weights = rollout.mask, None
@@ -282,7 +279,7 @@ def _step(run: _Run) -> dict[str, Any]:
             token_advantages = advantages.unsqueeze(1) * mask
         with _timer(run, "update_actor"):
             metrics.update(_update(run, batch.tokens, rollout.responses, mask, old_log_prob,
-                                   ref_log_prob, token_advantages, is_weights))
+                                   ref_log_prob, token_advantages, is_weights, forward))
             run.scheduler_steps += 1
             metrics["actor/lr"] = _set_lr(run)
         if _due(cfg.trainer.save_freq, run):
@@ -299,6 +296,32 @@ def _step(run: _Run) -> dict[str, Any]:
     return metrics
 
 
+@dataclass(frozen=True)
+class _Forward:
+    """The policy's log-probs and entropies of a batch, with their autograd graph when the update will reuse them."""
+
+    log_prob: torch.Tensor
+    entropy: torch.Tensor
+
+
+def _old_log_prob(run: _Run, prompts: torch.Tensor, responses: torch.Tensor) -> _Forward:
+    """Return the policy's log-probs and entropies before the update (verl's compute_log_prob).
+
+    With one PPO epoch of one mini-batch (the recipe's setting) the update's forward pass sees the same weights and
+    the same batch, so it is run once, with autograd, and the update reuses it; otherwise it runs without autograd
+    and every mini-batch makes its own.
+    """
+    actor = run.cfg.actor_rollout_ref.actor
+    mini_batch = actor.ppo_mini_batch_size * run.cfg.actor_rollout_ref.rollout.n
+    reuse = actor.ppo_epochs == 1 and mini_batch >= prompts.shape[0]
+    with torch.set_grad_enabled(reuse):
+        log_prob, entropy = token_log_probs(
+            run.policy, prompts, responses, run.cfg.actor_rollout_ref.rollout.temperature, with_entropy=True
+        )
+    assert entropy is not None
+    return _Forward(log_prob, entropy)
+
+
 def _due(freq: int, run: _Run) -> bool:
     return freq > 0 and (run.step == run.total_steps or run.step % freq == 0)
 
@@ -312,10 +335,14 @@ def _update(
     ref_log_prob: torch.Tensor | None,
     advantages: torch.Tensor,
     is_weights: torch.Tensor | None = None,
+    forward: _Forward | None = None,
 ) -> dict[str, float]:
     actor = run.cfg.actor_rollout_ref.actor
     n_samples = prompts.shape[0]
     mini_batch = actor.ppo_mini_batch_size * run.cfg.actor_rollout_ref.rollout.n
+    if forward is not None and forward.log_prob.requires_grad:
+        return _mini_batch_update(run, prompts, responses, mask, old_log_prob, ref_log_prob, advantages, is_weights,
+                                  forward)
     collected: dict[str, list[float]] = defaultdict(list)
     for epoch in range(actor.ppo_epochs):
         order = _sample_order(run, n_samples, epoch)
@@ -348,11 +375,15 @@ def _mini_batch_update(
     ref_log_prob: torch.Tensor | None,
     advantages: torch.Tensor,
     is_weights: torch.Tensor | None = None,
+    forward: _Forward | None = None,
 ) -> dict[str, float]:
     actor = run.cfg.actor_rollout_ref.actor
     temperature = run.cfg.actor_rollout_ref.rollout.temperature
     with_entropy = actor.entropy_coeff != 0
-    log_prob, entropy = token_log_probs(run.policy, prompts, responses, temperature, with_entropy=with_entropy)
+    if forward is None:
+        log_prob, entropy = token_log_probs(run.policy, prompts, responses, temperature, with_entropy=with_entropy)
+    else:
+        log_prob, entropy = forward.log_prob, forward.entropy if with_entropy else None
     loss, metrics = _policy_loss(run, old_log_prob, log_prob, advantages, mask, is_weights)
     if entropy is not None:
         entropy_loss = agg_loss(entropy, mask, actor.loss_agg_mode)

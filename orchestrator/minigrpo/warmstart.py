@@ -22,9 +22,10 @@ import torch.nn.functional as F
 from filelock import FileLock
 
 from orchestrator.minigrpo.model import ModelSpec, TinyTransformer
+from orchestrator.minigrpo.optim import AdamW
 from orchestrator.minigrpo.task import N_DIGITS, PAD, Prompts, TaskSpec, make_targets
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,14 @@ class WarmStartSpec:
 
 
 def cache_key(task: TaskSpec, model: ModelSpec, warm: WarmStartSpec, n_train_prompts: int) -> str:
-    """Return a short hash of everything the warm-started weights depend on."""
-    warm_fields = asdict(warm)
-    if not warm.wrong_answer_frac:
-        del warm_fields["wrong_answer_frac"]  # keeps the keys of caches written before this setting existed
+    """Return a short hash of everything the warm-started weights depend on.
+
+    That includes the torch version and the number of torch threads: both change the order of floating-point
+    reductions, so a cache written under others would not be the weights this process would train.
+    """
     blob = json.dumps(
-        {"v": FORMAT_VERSION, "task": asdict(task), "model": asdict(model), "warm": warm_fields, "n": n_train_prompts},
+        {"v": FORMAT_VERSION, "task": asdict(task), "model": asdict(model), "warm": asdict(warm), "n": n_train_prompts,
+         "torch": torch.__version__, "threads": torch.get_num_threads()},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -96,7 +99,7 @@ def train(task: TaskSpec, model_spec: ModelSpec, warm: WarmStartSpec, prompts: P
     """Run the supervised phase from a seeded initialisation and return the model."""
     generator = torch.Generator().manual_seed(warm.seed)
     model = TinyTransformer.seeded(model_spec, warm.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=warm.lr, betas=(0.9, 0.999), weight_decay=0.0)
+    optimizer = AdamW(model.parameters(), lr=warm.lr, betas=(0.9, 0.999), weight_decay=0.0)
     for step in range(warm.steps):
         for group in optimizer.param_groups:
             group["lr"] = warm.lr * _warm_lr_ratio(step, warm)
