@@ -164,6 +164,20 @@ def test_kaplan_meier_median_not_reached_without_enough_collapses() -> None:
     assert kaplan_meier([], []).median_steps is None
 
 
+def test_kaplan_meier_band_is_the_exponential_greenwood_interval() -> None:
+    # 3 runs, collapses at 40 and 50, one censored at 60. At step 40, S = 2/3 and the log(-log S) interval is
+    # log(-log S) -+ 1.96 sqrt(sum d / (n (n - d))) / |log S|, with the sum 1 / (3 * 2).
+    curve = kaplan_meier([40, 50, 60], [True, True, False])
+    s = 2 / 3
+    centre, half = math.log(-math.log(s)), 1.959964 * math.sqrt(1 / 6) / abs(math.log(s))
+    assert curve.steps == (0.0, 40.0, 50.0, 60.0)
+    assert curve.low[1] == pytest.approx(math.exp(-math.exp(centre + half)), rel=1e-4)
+    assert curve.high[1] == pytest.approx(math.exp(-math.exp(centre - half)), rel=1e-4)
+    assert (curve.low[0], curve.high[0]) == (1.0, 1.0)
+    assert all(lo <= est <= hi for lo, est, hi in zip(curve.low, curve.survival, curve.high))
+    assert kaplan_meier([], []).low == ()
+
+
 def test_logrank_matches_the_hand_computed_statistic() -> None:
     # A collapses at 1 and 2, B at 3 and 4: O_A - E_A = 2 - (1/2 + 1/3), V = 1/4 + 2/9.
     expected = (2 - 5 / 6) ** 2 / (1 / 4 + 2 / 9)

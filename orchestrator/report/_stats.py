@@ -546,6 +546,9 @@ class Survival:
         median_steps: The step by which half the runs have collapsed; None when the curve never falls to 0.5.
         n: How many runs it rests on.
         n_events: How many of them collapsed.
+        low: The pointwise 95% lower bound at each step (lifelines' exponential Greenwood interval); empty when
+            there are no runs.
+        high: The pointwise 95% upper bound at each step.
     """
 
     steps: tuple[float, ...]
@@ -553,6 +556,8 @@ class Survival:
     median_steps: float | None
     n: int
     n_events: int
+    low: tuple[float, ...] = ()
+    high: tuple[float, ...] = ()
 
 
 def kaplan_meier(times: Sequence[float], events: Sequence[bool]) -> Survival:
@@ -569,6 +574,7 @@ def kaplan_meier(times: Sequence[float], events: Sequence[bool]) -> Survival:
         return Survival((0.0,), (1.0,), None, 0, 0)
     fitter = KaplanMeierFitter().fit(list(times), event_observed=list(events))
     curve = fitter.survival_function_.iloc[:, 0]
+    band = fitter.confidence_interval_survival_function_
     median = float(fitter.median_survival_time_)
     return Survival(
         steps=tuple(float(step) for step in curve.index),
@@ -576,6 +582,8 @@ def kaplan_meier(times: Sequence[float], events: Sequence[bool]) -> Survival:
         median_steps=median if math.isfinite(median) else None,
         n=len(times),
         n_events=int(sum(bool(e) for e in events)),
+        low=tuple(float(value) for value in band.iloc[:, 0].to_numpy()),
+        high=tuple(float(value) for value in band.iloc[:, 1].to_numpy()),
     )
 
 
