@@ -52,6 +52,21 @@ PROBE = (
 )
 
 
+@pytest.fixture(scope="session")
+def minigrpo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One warm-start cache (ABLATE_CACHE_DIR) for the whole run, shared by the xdist workers.
+
+    A warm start depends only on its settings, which are in its file name, and the trainer writes each file once
+    under a lock, so every test and worker can share the folder: each warm start is trained once per run.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    cache = root / "minigrpo-cache"
+    cache.mkdir(exist_ok=True)
+    return cache
+
+
 @pytest.fixture
 def decoded_image_sizes() -> Callable[[Path, Path], list[str]]:
     """Return a function that loads an HTML file in headless Chromium and gives each image's decoded `WxH`."""

@@ -20,7 +20,7 @@ from orchestrator.store import SQLiteStore
 
 ROOT = Path(__file__).resolve().parents[1]
 ABLATE = [sys.executable, "-c", "from orchestrator.cli import main; main()"]
-# The miniature's warm start, shortened for tests (cached once per module in ABLATE_CACHE_DIR).
+# The miniature's warm start, shortened for tests (cached once per test run: conftest's `minigrpo_cache`).
 FAST = "{mini.warm_start.steps: 600}"
 COLLAPSING_LR = 5e-3  # collapses within 5 steps of a 600-step warm start
 HEALTHY_LR = 1e-3

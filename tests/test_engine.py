@@ -23,9 +23,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from mini_sweeps import ABLATE, COLLAPSING_LR, HEALTHY_LR, run_ablate, trainers, wait_for_trial, wait_until_no_trainers, write_spec  # noqa: E402
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    cache = tmp_path_factory.mktemp("minigrpo-cache")
-    return {**os.environ, "ABLATE_CACHE_DIR": str(cache), "WANDB_SILENT": "true"}
+def env(minigrpo_cache: Path) -> dict[str, str]:
+    return {**os.environ, "ABLATE_CACHE_DIR": str(minigrpo_cache), "WANDB_SILENT": "true"}
 
 
 def _trials(out: Path) -> dict[str, object]:
@@ -38,9 +37,7 @@ def _steps_with(store: SQLiteStore, trial_id: str, key: str) -> list[int]:
     return [p.step for p in store.get_history(trial_id) if key in p.metrics]
 
 
-def test_run_stops_a_collapsing_trial_and_keeps_best_checkpoints(
-    tmp_path: Path, env: dict[str, str], request: pytest.FixtureRequest
-) -> None:
+def test_run_stops_a_collapsing_trial_and_keeps_best_checkpoints(tmp_path: Path, env: dict[str, str]) -> None:
     spec = write_spec(
         tmp_path,
         "collapse",
@@ -94,10 +91,14 @@ def test_run_stops_a_collapsing_trial_and_keeps_best_checkpoints(
     assert (out / "report" / "report.html").is_file() and (out / "report" / "trials.csv").is_file()
     markdown = (out / "report" / "report.md").read_text()
     assert "## Which factor prevents collapse, by how much" in markdown and "collapse rate" in markdown
-    # The HTML opens in headless Chromium with every plot decoded (the test skips here where Chromium is absent,
-    # after the checks above; under CI that skip fails it).
-    sizes = request.getfixturevalue("decoded_image_sizes")(out / "report" / "report.html", tmp_path)
-    assert sizes and all(int(w) > 200 and int(h) > 200 for w, h in (s.split("x") for s in sizes)), sizes
+    # The HTML opens in headless Chromium with every figure (inline SVG) laid out, one validation panel per
+    # configuration (the test skips here where Chromium is absent, after the checks above; under CI that skip fails it).
+    from report_probe import probe_report
+
+    probe = probe_report(out / "report" / "report.html", tmp_path)
+    figures = probe["figures"]
+    assert "fig-validation" in figures and all(b["width"] > 200 and b["height"] > 200 for b in figures.values()), figures
+    assert len(probe["panels"]) == len(summary["configurations"]), probe["panels"]
 
 
 def test_run_asha_stops_a_weak_trial(tmp_path: Path, env: dict[str, str]) -> None:

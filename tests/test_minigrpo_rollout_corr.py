@@ -271,8 +271,8 @@ TINY = [
 
 
 @pytest.fixture
-def workdir(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("ABLATE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "minigrpo-cache"))
+def workdir(minigrpo_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ABLATE_CACHE_DIR", str(minigrpo_cache))
     monkeypatch.setenv("VERL_FILE_LOGGER_PATH", str(tmp_path / "metrics.jsonl"))
     monkeypatch.chdir(tmp_path)
     return tmp_path

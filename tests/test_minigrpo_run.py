@@ -1,6 +1,6 @@
 """Runs of the mini trainer: verl's file formats, checkpoints, resume equivalence, signals, seeds, sweep configs.
 
-Runs are tiny (a 60-step warm start cached per module in a temporary ABLATE_CACHE_DIR, batches of 8 prompts).
+Runs are tiny (a 60-step warm start, cached once per test run in the shared ABLATE_CACHE_DIR, batches of 8 prompts).
 """
 
 from __future__ import annotations
@@ -51,12 +51,6 @@ SWEEP_CONFIGS = {
     "entropy": [f"{A}entropy_coeff=0.01"],
     "n4": ["actor_rollout_ref.rollout.n=4"],
 }
-
-
-@pytest.fixture(scope="module")
-def minigrpo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A warm-start cache shared by this module's runs."""
-    return tmp_path_factory.mktemp("minigrpo-cache")
 
 
 @pytest.fixture

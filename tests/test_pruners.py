@@ -213,7 +213,7 @@ def test_seed_mean_scheduler_stops_a_configuration_under_real_tune(tmp_path: Any
 # -------------------------------------------------------------------------------------------- in `ablate run`
 
 
-def test_ablate_run_seed_mean_stops_both_seeds_of_the_weaker_configuration(tmp_path: Any) -> None:
+def test_ablate_run_seed_mean_stops_both_seeds_of_the_weaker_configuration(tmp_path: Any, minigrpo_cache: Any) -> None:
     import os
     import subprocess
     import sys
@@ -239,7 +239,7 @@ def test_ablate_run_seed_mean_stops_both_seeds_of_the_weaker_configuration(tmp_p
             """
         )
     )
-    env = {**os.environ, "ABLATE_CACHE_DIR": str(tmp_path / "cache"), "RAY_ADDRESS": "local", "WANDB_SILENT": "true"}
+    env = {**os.environ, "ABLATE_CACHE_DIR": str(minigrpo_cache), "RAY_ADDRESS": "local", "WANDB_SILENT": "true"}
     out = tmp_path / "out"
     run = subprocess.run(
         [sys.executable, "-c", "from orchestrator.cli import main; main()", "run", str(spec), "--out", str(out)],

@@ -154,8 +154,8 @@ def test_replay_cli_rejects_bad_input_with_one_line(tmp_path: Path) -> None:
     assert "missing.jsonl" in result.output and "Traceback" not in result.output
 
 
-def test_replay_of_a_real_sweep_reproduces_the_live_collapse_stop(tmp_path: Path) -> None:
-    env = {**os.environ, "ABLATE_CACHE_DIR": str(tmp_path / "cache"), "WANDB_SILENT": "true"}
+def test_replay_of_a_real_sweep_reproduces_the_live_collapse_stop(tmp_path: Path, minigrpo_cache: Path) -> None:
+    env = {**os.environ, "ABLATE_CACHE_DIR": str(minigrpo_cache), "WANDB_SILENT": "true"}
     spec = tmp_path / "collapse.yaml"
     spec.write_text(
         f"name: collapse\ntrainer: {{backend: mini, base: {ROOT}/configs/mini/original.yaml, overrides: {{mini.warm_start.steps: 600}}}}\n"

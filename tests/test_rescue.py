@@ -30,9 +30,8 @@ SCORE = "val-core/mini/reward/mean@1"
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    cache = tmp_path_factory.mktemp("minigrpo-cache")
-    return {**os.environ, "ABLATE_CACHE_DIR": str(cache), "WANDB_SILENT": "true"}
+def env(minigrpo_cache: Path) -> dict[str, str]:
+    return {**os.environ, "ABLATE_CACHE_DIR": str(minigrpo_cache), "WANDB_SILENT": "true"}
 
 
 # ---- remedies --------------------------------------------------------------------------------------------------

@@ -171,14 +171,14 @@ def test_plan_shows_the_search_and_checks_its_corners(tmp_path: Path) -> None:
     assert f"search.space.{LR}: `log: true` needs positive bounds (got low=-1)" in refused.output
 
 
-def test_a_search_whose_samples_collapse_right_after_their_first_evals_finishes(tmp_path: Path) -> None:
+def test_a_search_whose_samples_collapse_right_after_their_first_evals_finishes(tmp_path: Path, minigrpo_cache: Path) -> None:
     """LRs of 50-100 collapse the miniature within its first steps: the length rule fires at step 6, just after the
     evals at 0 and 5, which a trial often reads in one batch with the collapsing steps. Those evals are still
     reported (they came before the collapse), so Optuna learns each sample's best so far and the sweep ends."""
     body = SEARCH_BODY.replace("low: 1.0e-3, high: 2.0e-2", "low: 50, high: 100").replace("num_samples: 3", "num_samples: 2")
     spec = _spec_file(tmp_path, body)
     out = tmp_path / "out"
-    env = {**os.environ, "ABLATE_CACHE_DIR": str(tmp_path / "cache"), "RAY_ADDRESS": "local", "WANDB_SILENT": "true"}
+    env = {**os.environ, "ABLATE_CACHE_DIR": str(minigrpo_cache), "RAY_ADDRESS": "local", "WANDB_SILENT": "true"}
     run = subprocess.run([*ABLATE, "run", str(spec), "--out", str(out)], capture_output=True, text=True, env=env, timeout=540)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     trials = SQLiteStore(out / "sweep.db").list_trials("srch")
@@ -192,10 +192,10 @@ def test_a_search_whose_samples_collapse_right_after_their_first_evals_finishes(
     assert {round(t.overrides[LR], 12): t.best_score for t in trials} == pytest.approx(told)
 
 
-def test_search_runs_on_the_miniature_and_tells_optuna_the_best_so_far(tmp_path: Path) -> None:
+def test_search_runs_on_the_miniature_and_tells_optuna_the_best_so_far(tmp_path: Path, minigrpo_cache: Path) -> None:
     spec = _spec_file(tmp_path, SEARCH_BODY)
     out = tmp_path / "out"
-    env = {**os.environ, "ABLATE_CACHE_DIR": str(tmp_path / "cache"), "RAY_ADDRESS": "local", "WANDB_SILENT": "true"}
+    env = {**os.environ, "ABLATE_CACHE_DIR": str(minigrpo_cache), "RAY_ADDRESS": "local", "WANDB_SILENT": "true"}
     run = subprocess.run([*ABLATE, "run", str(spec), "--out", str(out)], capture_output=True, text=True, env=env, timeout=540)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     store = SQLiteStore(out / "sweep.db")

@@ -80,9 +80,8 @@ def forgetful(cluster: Cluster) -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="module")
-def env(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    cache = tmp_path_factory.mktemp("minigrpo-cache")
-    return {**os.environ, **cluster.env, "ABLATE_CACHE_DIR": str(cache), "WANDB_SILENT": "true"}
+def env(cluster: Cluster, minigrpo_cache: Path) -> dict[str, str]:
+    return {**os.environ, **cluster.env, "ABLATE_CACHE_DIR": str(minigrpo_cache), "WANDB_SILENT": "true"}
 
 
 @pytest.fixture(autouse=True)
