@@ -203,7 +203,7 @@ def test_a_min_objective_takes_the_lowest_score_after_the_branch_point(tmp_path:
 
 def test_the_section_reads_per_remedy_and_the_json_holds_it(written: dict[str, Path]) -> None:
     md = (written["with"] / "report.md").read_text()
-    section = md[md.index("## Rescue branches") : md.index("## Plots")]
+    section = md[md.index("## Rescue branches") : md.index("## Statistics")]
     assert (
         "| `kl=0.1` | 2 | 1 | 50% [9%, 91%] | 1 | 0 / 0 | +0.025 [-0.928, +0.978] | 100 | 200 | 33% [6%, 79%] (1/3) |"
         in section
@@ -254,7 +254,7 @@ def test_a_sweep_without_branches_reports_exactly_what_the_ablation_alone_does(w
     assert "rescue" not in summary
     # The branched sweep's report is the same, but for its rescue section and its `rescue` key.
     with_md = (branched / "report.md").read_text()
-    cut = with_md[with_md.index("## Rescue branches") : with_md.index("## Plots")]
+    cut = with_md[with_md.index("## Rescue branches") : with_md.index("## Statistics")]
     assert with_md.replace(cut, "") == md
     with_json = json.loads((branched / "summary.json").read_text())
     del with_json["rescue"]

@@ -8,10 +8,13 @@ runs from the sweep store:
     files = write_report(report, Path("ablate-report"))    # report.md, report.html, PNGs, trials.csv, summary.json
     [summary.to_json() for summary in report.summaries]      # the per-run `--json` records
 
-The interval methods live in `_stats` as small functions and are chosen by `IntervalMethods`.
+The interval methods live in `_stats` as small functions and are chosen by `IntervalMethods`. `config_colours`
+gives each configuration its colour (Okabe-Ito, colour-blind safe), the same in the report's figures and wherever
+else trials are drawn by configuration.
 """
 
 from orchestrator.report._build import Report, build_report
+from orchestrator.report._colours import OKABE_ITO, config_colours, config_label
 from orchestrator.report._from_store import StoredSweep, SweepReport, baseline_levels, from_store, report_sweep
 from orchestrator.report._effects import (
     Comparison,
@@ -61,6 +64,7 @@ from orchestrator.report._summary import (
 )
 
 __all__ = [
+    "OKABE_ITO",
     "StoredSweep",
     "SweepReport",
     "baseline_levels",
@@ -94,6 +98,8 @@ __all__ = [
     "build_report",
     "clopper_pearson_ci",
     "compute_effects",
+    "config_colours",
+    "config_label",
     "jeffreys_ci",
     "kaplan_meier",
     "level_order",

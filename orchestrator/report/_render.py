@@ -1,12 +1,11 @@
-"""Write a `Report` out: `report.md`, a self-contained `report.html` (figures embedded as data URIs), the PNGs,
-`trials.csv` and `summary.json`.
+"""Write a `Report` out: `report.md` (with the figures as PNGs), a self-contained `report.html` (the figures inlined
+as SVG, their panels, lines and intervals tagged with ids and data attributes), `trials.csv` and `summary.json`.
 
 The Markdown and the HTML are rendered from one list of blocks, so that they always say the same thing.
 """
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import math
@@ -20,6 +19,7 @@ import pandas as pd
 
 from orchestrator.report._build import Report
 from orchestrator.report._effects import Comparison, Effects, FactorEffects, GroupStats, InteractionTable
+from orchestrator.report._headline import headline
 from orchestrator.report._rescue import COLLAPSED_AGAIN, ENDED_OTHERWISE, RESCUED, RUNNING, RemedyRescue, RescueSummary
 from orchestrator.report._stats import Interval
 from orchestrator.report._summary import RunSummary, jsonable
@@ -125,6 +125,9 @@ def _overview(report: Report) -> list[_Block]:
             f"Design: {_design_phrase(effects)}."
         ),
     ]
+    answer = headline(effects, report.mode)
+    if answer is not None:
+        blocks.append(_Para(answer))
     if report.judged_by or report.notes:
         blocks.append(_Bullets(tuple(report.judged_by) + tuple(report.notes)))
     return blocks
@@ -498,10 +501,17 @@ def _pct(value: float | None) -> str:
 
 
 _FIGURE_TITLES = {
-    "validation": "Validation score per run, coloured by level; x marks each collapse onset.",
-    "signals": "Entropy and response length per run.",
-    "effects": "Mean best score and collapse rate per level, with 95% intervals.",
-    "survival": "Kaplan-Meier curves of steps until collapse, per level.",
+    "validation": (
+        "Validation score, one panel per configuration (panels share their axes): each seed a thin line in the "
+        "configuration's colour, their mean bold (dotted from the first step a seed no longer reports), an x at each "
+        "collapse onset, the baseline's mean dashed grey."
+    ),
+    "signals": "Entropy and response length per run, coloured by configuration.",
+    "effects": (
+        "Each level's difference from the baseline with its 95% interval, for the mean best score and the collapse "
+        "rate; the black line is zero. An interval that crosses it cannot tell the level from the baseline."
+    ),
+    "survival": "Kaplan-Meier curves of steps until collapse, per level, with their pointwise 95% bands.",
 }
 
 
@@ -540,12 +550,12 @@ def _blocks(report: Report, figure_names: Sequence[str]) -> list[_Block]:
     return [
         *_overview(report),
         *_answer(report),
+        *_figures_section(figure_names),
         *_effects_section(report),
         *_runs_section(report),
         *_collapsed_sections(report),
         *_warning_section(report),
         *_rescue_section(report),
-        *_figures_section(figure_names),
         _Heading(2, "Statistics"),
         _Bullets(_METHODS),
     ]
@@ -589,11 +599,12 @@ _CSS = (
     "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
     "table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}"
     "th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}th{background:#f2f2f2}"
-    "code{background:#f4f4f4;padding:0 .2em}img{max-width:100%}li{margin:.2em 0}"
+    "code{background:#f4f4f4;padding:0 .2em}li{margin:.2em 0}"
+    "figure{margin:.5em 0 1.5em}figure svg{max-width:100%;height:auto}"
 )
 
 
-def _html(title: str, blocks: Sequence[_Block], pngs: dict[str, bytes]) -> str:
+def _html(title: str, blocks: Sequence[_Block], svgs: dict[str, str]) -> str:
     body: list[str] = []
     for block in blocks:
         if isinstance(block, _Heading):
@@ -607,8 +618,9 @@ def _html(title: str, blocks: Sequence[_Block], pngs: dict[str, bytes]) -> str:
             rows = "".join("<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in row) + "</tr>" for row in block.rows)
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         elif isinstance(block, _Image):
-            data = base64.b64encode(pngs[block.name]).decode("ascii")
-            body.append(f'<img id="fig-{block.name}" alt="{html.escape(block.alt)}" src="data:image/png;base64,{data}">')
+            body.append(
+                f'<figure id="fig-{block.name}" role="img" aria-label="{html.escape(block.alt)}">{svgs[block.name]}</figure>'
+            )
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
@@ -719,15 +731,15 @@ def write_report(report: Report, out_dir: Path, *, with_figures: bool = True) ->
         out_dir: The folder to write into.
         with_figures: Draw the figures (the slowest part).
     """
-    from orchestrator.report._plots import figures, render_png
+    from orchestrator.report._plots import figures, render
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    pngs = {name: render_png(figure) for name, figure in figures(report).items()} if with_figures else {}
+    rendered = {name: render(figure) for name, figure in figures(report).items()} if with_figures else {}
     figure_paths = {}
-    for name, data in pngs.items():
+    for name, (png, _) in rendered.items():
         figure_paths[name] = out_dir / f"{name}.png"
-        figure_paths[name].write_bytes(data)
-    blocks = _blocks(report, list(pngs))
+        figure_paths[name].write_bytes(png)
+    blocks = _blocks(report, list(rendered))
     files = ReportFiles(
         markdown=out_dir / "report.md",
         html=out_dir / "report.html",
@@ -736,7 +748,7 @@ def write_report(report: Report, out_dir: Path, *, with_figures: bool = True) ->
         figures=figure_paths,
     )
     files.markdown.write_text(_markdown(blocks))
-    files.html.write_text(_html(report.title, blocks, pngs))
+    files.html.write_text(_html(report.title, blocks, {name: svg for name, (_, svg) in rendered.items()}))
     trials_frame(report).to_csv(files.csv, index=False)
     files.json.write_text(json.dumps(report_json(report), indent=2, allow_nan=False))
     return files
