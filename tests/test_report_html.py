@@ -142,5 +142,5 @@ def test_report_html_answers_first(written: Path, tmp_path: Path) -> None:
     assert "kl=0.01 lowers the collapse rate from 100% to 0% (-100 points, 95% interval [" in answer
     assert "The data cannot tell from the baseline on either measure n=8" in answer
     md = (written / "report.md").read_text()
-    assert md.index("**Answer.**") < md.index("## Which factor") < md.index("## Plots") < md.index("## Effects per factor")
+    assert md.index("**Answer.**") < md.index("## Plots") < md.index("## Which factor") < md.index("## Effects per factor")
     assert "![" in md and "validation.png" in md and 'src="data:image/png' not in (written / "report.html").read_text()

@@ -176,7 +176,7 @@ def validation_curves(report: Report) -> Figure | None:
         ax.set_visible(False)
     objectives = report.objectives
     for row in axes:
-        name = textwrap.fill(objectives[0], 26, break_on_hyphens=False) if len(objectives) == 1 else "objective"
+        name = textwrap.fill(objectives[0], 30, break_on_hyphens=False) if len(objectives) == 1 else "objective"
         row[0].set_ylabel(name, fontsize=8)
     for ax in axes[-1]:
         ax.set_xlabel("step")

@@ -549,8 +549,8 @@ _METHODS = (
 def _blocks(report: Report, figure_names: Sequence[str]) -> list[_Block]:
     return [
         *_overview(report),
-        *_answer(report),
         *_figures_section(figure_names),
+        *_answer(report),
         *_effects_section(report),
         *_runs_section(report),
         *_collapsed_sections(report),
