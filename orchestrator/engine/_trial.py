@@ -287,19 +287,10 @@ class TrialRun:
             return
         import wandb
 
-        self._wandb = wandb.init(
-            project=cfg["project"],
-            entity=cfg.get("entity"),
-            mode=cfg.get("mode", "offline"),
-            group=self._settings.project,
-            name=trial.name,
-            id=f"{self._settings.project}-{trial.id}"[:64],
-            resume="allow",
-            dir=str(self._settings.workdir(trial.name)),
-            tags=[f"{k}={v}" for k, v in trial.levels.items()] + [f"seed={trial.seed}"],
-            config={**trial.overrides, "ablate/trial_id": trial.id, "ablate/levels": trial.levels},
-            reinit="create_new",
-        )
+        from orchestrator.engine._wandb import wandb_init_kwargs
+
+        workdir = self._settings.workdir(trial.name)
+        self._wandb = wandb.init(**wandb_init_kwargs(cfg, sweep=self._settings.project, trial=trial, workdir=workdir))
         last = self._judge.last_step
         self._wandb_step = -1 if last is None else last
 
