@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from html import escape
 from typing import Any
 
 import httpx
@@ -340,15 +341,100 @@ def test_service_runs_the_demo_spec_and_serves_its_report_and_dashboard(server: 
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is absent (install it with `apt-get install -y chromium`)")
     # The dashboard in headless Chromium: sign in through the login page (the token travels in the URL fragment,
-    # which never reaches the server), land on the sweep's page, and find the sweep, its trials and its curves.
+    # which never reaches the server), land on the sweep's page, and find the sweep, its trials and its curves
+    # (the grouping of seeds is checked on a sweep with several: test_service_dashboard_groups_seeds_...).
     dom = _dump_dom(f"{server.url}/login?next=/dashboard/sweeps/{sweep_id}#token={server.token}", tmp_path)
     assert f'<h1 id="sweep-id">{sweep_id}</h1>' in dom, dom[-3000:]
     assert len(re.findall(r'<tr class="trial"', dom)) == 6
-    assert len(re.findall(r'<polyline class="curve"', dom)) == 6
+    # One group per configuration (6, one seed each), its seed's curve in it.
+    assert len(_config_groups(dom)) == 6 and all(len(g["seeds"]) == 1 for g in _config_groups(dom).values())
     collapsed = [t for t in trials if t["collapse_step"] is not None]
     assert collapsed, trials
     assert len(re.findall(r'<path class="collapse-marker"', dom)) == len(collapsed)
     assert server.token not in server.log()
+
+
+def _ended(server: Server, sweep_id: str) -> int:
+    with server.client() as client:
+        trials = client.get(f"/sweeps/{sweep_id}/trials").json()
+    return sum(t["status"] in ("completed", "stopped", "failed", "cancelled") for t in trials)
+
+
+def _live_effects(dom: str) -> tuple[str, int, str]:
+    """Return a dashboard DOM's sweep status, how many runs its effects rest on, and its effects table."""
+    status = re.search(r'id="sweep-status">(\w+)<', dom)
+    count = re.search(r'id="effects-count" data-ended="(\d+)"', dom)
+    table = re.search(r'<table id="effects">.*?</table>', dom, re.S)
+    assert status and count and table, dom[-3000:]
+    return status.group(1), int(count.group(1)), table.group(0)
+
+
+def _config_groups(dom: str) -> dict[str, dict[str, Any]]:
+    """Return each `g.config-group` of a dashboard DOM: its colour, its seeds' trial ids and colours, its mean's."""
+    groups = {}
+    for match in re.finditer(r'<g class="config-group" data-config="([^"]+)" data-colour="([^"]+)">(.*?)</g>', dom, re.S):
+        body = match.group(3)
+        seeds = re.findall(r'<polyline class="seed-curve" data-trial="([^"]+)" fill="none" stroke="([^"]+)"', body)
+        means = re.findall(r'<polyline class="config-mean" data-runs="(\d+)" fill="none" stroke="([^"]+)"', body)
+        groups[match.group(1)] = {"colour": match.group(2), "seeds": seeds, "means": means}
+    return groups
+
+
+def test_service_dashboard_groups_seeds_by_configuration_and_updates_its_effects_live(server: Server, tmp_path: Path) -> None:
+    """Two configurations x 3 seeds, one trial at a time. While the sweep runs, the dashboard's effects table (the
+    report's estimates on the runs that have ended) changes between two polls, and the page refreshes itself in
+    place; at the end it draws one group per configuration, each seed thin in the configuration's colour, the mean
+    bold in it; a trial's page shows its signals and the collapse rule's evidence."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent (install it with `apt-get install -y chromium`)")
+    from orchestrator.report import OKABE_ITO, config_colours
+
+    spec = _long_spec(tmp_path, "grouped", 10)
+    text = yaml.safe_load(spec.read_text())
+    text["factors"] = {"lr_schedule": [{"type": "constant", "lr": 5.0e-3}, {"type": "constant", "lr": 1.0e-3}]}
+    text.update(seeds=3, pruning={"collapse": {}}, execution={"max_concurrent_trials": 1})
+    with server.client() as client:
+        answer = client.post("/sweeps", content=yaml.safe_dump(text), headers={"Content-Type": "application/yaml"})
+    assert answer.status_code == 201, answer.text
+    sweep_id = answer.json()["sweep"]["id"]
+    url = f"{server.url}/login?next=/dashboard/sweeps/{sweep_id}#token={server.token}"
+    # Two polls of the running sweep, each after another run has ended: the effects table changes between them.
+    polls = []
+    for _ in range(2):
+        least = polls[-1][1] + 1 if polls else 1
+        _wait_for(f"{least} runs to end", lambda: _ended(server, sweep_id) >= least, 300)
+        dom = _dump_dom(url, tmp_path)
+        polls.append(_live_effects(dom))
+        assert polls[-1][0] == "running", (polls[-1], _sweep(server, sweep_id))
+        # The page fetched itself again and swapped its live part in place (no reload: the script's count survives).
+        assert re.search(r'<body[^>]* data-refreshes="[1-9]', dom), dom[:2000]
+    (_, first, first_table), (_, second, second_table) = polls
+    assert 1 <= first < second < 6 and first_table != second_table, polls
+    assert "runs ended" in first_table
+    sweep = _wait_for("the sweep to end", lambda: _done(server, sweep_id), 420, every=2)
+    assert sweep["status"] == "completed", sweep
+    dom = _dump_dom(url, tmp_path)
+    groups = _config_groups(dom)
+    labels = ["lr_schedule=const0.001", "lr_schedule=const0.005"]
+    assert sorted(groups) == labels, list(groups)
+    with server.client() as client:
+        trials = client.get(f"/sweeps/{sweep_id}/trials").json()
+    colours = config_colours(labels)
+    for label, group in groups.items():
+        members = {t["id"] for t in trials if f"lr_schedule={t['levels']['lr_schedule']}" == label}
+        # Every seed of the configuration is drawn in its group, in the configuration's colour, as is the mean.
+        assert {trial for trial, _ in group["seeds"]} == members and len(members) == 3, (label, group)
+        assert {colour for _, colour in group["seeds"]} == {group["colour"]} == {colours[label]}
+        assert len(group["means"]) == 1 and group["means"][0][1] == group["colour"], group
+    assert len({g["colour"] for g in groups.values()}) == 2 and all(g["colour"] in OKABE_ITO for g in groups.values())
+    assert _live_effects(dom)[1] == 6
+    # A collapsed trial's page: its signals, with the onset marked, and the rule's sentence and evidence.
+    collapsed = next(t for t in trials if t["stop_reason"] and t["stop_reason"].startswith("collapse:"))
+    page = _dump_dom(f"{server.url}/login?next=/dashboard/trials/{collapsed['id']}#token={server.token}", tmp_path)
+    signals = re.findall(r'<svg class="signal" data-signal="([^"]+)"', page)
+    assert signals == ["val-core/mini/reward/mean@1", "actor/entropy", "response_length/mean", "actor/grad_norm"], signals
+    assert len(re.findall(r'<line class="mark-onset"', page)) == len(signals)
+    assert collapsed["why"] and escape(collapsed["why"], quote=False) in page and '<table id="evidence">' in page
 
 
 @pytest.fixture(scope="module")

@@ -1,19 +1,23 @@
-"""The dashboard: server-rendered HTML pages with inline SVG curves (no JavaScript library, no build step).
+"""The dashboard: server-rendered HTML pages with inline SVG charts (no JavaScript library, no build step).
 
-`sweeps_page` lists the sweeps; `sweep_page` shows one sweep's trials (status, step, best, stop reason and why) and
-the objective of every trial against the training step, with a cross at each trial's collapse onset.
+`sweeps_page` lists the sweeps. `sweep_page` shows one sweep as its report groups it: the effects of the runs that
+have ended so far (each level against the baseline, with intervals and "cannot tell apart yet"), the objective as
+one panel per configuration (seeds thin in the configuration's colour, their mean bold: `orchestrator.service.
+_charts`), and the trials grouped by configuration. `trial_page` shows one trial's objective and training signals
+with its best step, onset and stop marked, and the collapse rule's evidence. Colours are the report's
+(`orchestrator.report.config_colours`: Okabe-Ito, one per configuration). Pages of a running sweep fetch themselves
+every 5 s and swap their `#live` part in place (a dozen lines of plain JavaScript), without a full reload.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
+from urllib.parse import quote
 
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
-WIDTH, HEIGHT, PAD_L, PAD_R, PAD_T, PAD_B = 760, 320, 56, 16, 16, 40
+from orchestrator.service._charts import SeriesGroup, config_panels, signal_chart
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}
@@ -23,8 +27,13 @@ th{background:#f4f4f4}
 .status-completed{color:#2a7}.status-failed{color:#c33}.status-cancelled{color:#888}
 .status-running{color:#17c}.status-stopped{color:#c70}
 svg text{font-size:11px;fill:#444}
-.legend span{display:inline-block;margin-right:1rem;font-size:.85rem}
-.legend i{display:inline-block;width:14px;height:3px;margin-right:4px;vertical-align:middle}
+.swatch{display:inline-block;width:12px;height:12px;border-radius:2px;vertical-align:middle}
+.note{color:#555;font-size:.85rem}
+.untold{color:#a05a00;font-style:italic}
+tr.config-head th{background:#fafafa;font-weight:600}
+.panel-title{font-size:12px;font-weight:600}
+.signals{display:flex;flex-wrap:wrap;gap:.5rem 1.5rem}
+.signal-box h3{font-size:.95rem;margin:.6rem 0 .2rem}
 """
 
 
@@ -80,19 +89,34 @@ def sweeps_page(sweeps: Sequence[Mapping[str, Any]]) -> str:
         else "<p>No sweeps yet: submit one with <code>ablate submit SPEC --server URL</code>.</p>"
     )
     running = any(s["status"] in ("queued", "running") for s in sweeps)
-    return page("ablate: sweeps", f"<h1>ablate: sweeps</h1>{table}", refresh_s=10 if running else None)
+    body = f'<div id="live" data-running="{int(running)}"><h1>ablate: sweeps</h1>{table}</div>'
+    return page("ablate: sweeps", body + (_LIVE_SCRIPT if running else ""))
 
 
-def sweep_page(sweep: Mapping[str, Any], trials: Sequence[Mapping[str, Any]], curves: Mapping[str, list[tuple[int, float]]], objective: str | None) -> str:
-    """Return one sweep's page: its trials table and the objective curves with collapse markers.
+def sweep_page(
+    sweep: Mapping[str, Any],
+    trials: Sequence[Mapping[str, Any]],
+    curves: Mapping[str, list[tuple[int, float]]],
+    objective: str | None,
+    *,
+    effects: str = "",
+    baseline_levels: Mapping[str, str] | None = None,
+) -> str:
+    """Return one sweep's page: the effects so far, the objective per configuration, and the trials.
 
     Args:
         sweep: The sweep (as the API returns it).
         trials: Its trials (as the API returns them).
         curves: Trial id -> (step, objective) points.
         objective: The metric plotted (None when no trial logged one yet).
+        effects: The live effects (`orchestrator.service._live.effects_html`).
+        baseline_levels: Factor -> the baseline's level: its mean is drawn in the other panels for reference, and
+            each panel is titled by what differs from it.
     """
+    from orchestrator.report import config_colours, config_label
+
     sid = escape(sweep["id"])
+    running = sweep["status"] in ("queued", "running")
     head = (
         f'<p><a href="/dashboard">all sweeps</a></p><h1 id="sweep-id">{sid}</h1>'
         f'<p>status: <b class="status-{escape(sweep["status"])}" id="sweep-status">{escape(sweep["status"])}</b>; '
@@ -100,78 +124,166 @@ def sweep_page(sweep: Mapping[str, Any], trials: Sequence[Mapping[str, Any]], cu
         + (f"; error: {escape(sweep['error'])}" if sweep.get("error") else "")
         + f' &middot; <a href="/sweeps/{sid}/report">report</a></p>'
     )
-    colors = {t["id"]: PALETTE[i % len(PALETTE)] for i, t in enumerate(trials)}
-    chart = _chart(trials, curves, objective, colors)
-    rows = []
-    for t in trials:
-        best = "" if t["best_score"] is None else f"{t['best_score']:.4g} @ {t['best_step']}"
-        stop = "" if not t["stop_reason"] else f"{t['stop_reason']} @ {t['stop_step']}"
-        rows.append(
-            f'<tr class="trial" data-trial="{escape(t["id"])}"><td><i style="color:{colors[t["id"]]}">&#9632;</i> '
-            f'{escape(t["name"])}</td><td>{t["seed"]}</td><td class="status-{escape(t["status"])}">{escape(t["status"])}</td>'
-            f'<td>{"" if t["step"] is None else t["step"]}</td><td>{best}</td>'
-            f'<td>{"" if t["collapse_step"] is None else t["collapse_step"]}</td><td>{escape(stop)}</td>'
-            f'<td>{escape(t.get("why") or "")}</td></tr>'
+    groups = trial_groups(trials)
+    colours = config_colours(label for label in groups if label is not None)
+    series = [
+        SeriesGroup(
+            label,
+            colours[label],
+            tuple((t["id"], t["name"], t.get("collapse_step"), curves.get(t["id"], [])) for t in members),
+            _panel_title(members[0].get("levels") or {}, baseline_levels),
         )
-    table = (
-        '<table id="trials"><tr><th>trial</th><th>seed</th><th>status</th><th>step</th><th>best</th>'
+        for label, members in groups.items()
+        if label is not None
+    ]
+    baseline = config_label(baseline_levels) if baseline_levels else None
+    chart = config_panels(series, objective, baseline if baseline in groups else None)
+    table = _trials_table(groups, colours)
+    live = (
+        f'<div id="live" data-running="{int(running)}">{head}<h2>Which factor prevents collapse, so far</h2>{effects}'
+        f"{chart}{table}</div>"
+    )
+    return page(f"ablate: {sweep['id']}", live + (_LIVE_SCRIPT if running else ""))
+
+
+def _panel_title(levels: Mapping[str, str], baseline: Mapping[str, str] | None) -> str:
+    """Return what a configuration changes from the baseline (`kl=0.01`), `baseline`, or "" (no baseline)."""
+    from orchestrator.report import config_label
+
+    if not baseline or not levels or set(levels) != set(baseline):
+        return ""
+    changed = {f: level for f, level in levels.items() if baseline[f] != level}
+    return config_label(changed) if changed else "baseline"
+
+
+def trial_groups(trials: Sequence[Mapping[str, Any]]) -> dict[str | None, list[Mapping[str, Any]]]:
+    """Return configuration label -> its trials (seeds), in the report's order; rescue branches under None."""
+    from orchestrator.report import config_colours, config_label
+
+    found: dict[str | None, list[Mapping[str, Any]]] = {}
+    for t in trials:
+        label = None if t.get("parent") else config_label(t.get("levels") or {})
+        found.setdefault(label, []).append(t)
+    order = config_colours(label for label in found if label is not None)
+    return {label: found[label] for label in [*order, *([None] if None in found else [])]}
+
+
+def _trials_table(groups: Mapping[str | None, Sequence[Mapping[str, Any]]], colours: Mapping[str, str]) -> str:
+    """Return the trials table, one block of rows per configuration (rescue branches last)."""
+    rows = []
+    for label, members in groups.items():
+        colour = colours.get(label, "#888888") if label is not None else "#888888"
+        title = escape(label) if label is not None else "rescue branches"
+        rows.append(f'<tr class="config-head"><th colspan="8"><i class="swatch" style="background:{colour}"></i> {title}</th></tr>')
+        for t in members:
+            best = "" if t["best_score"] is None else f"{t['best_score']:.4g} @ {t['best_step']}"
+            stop = "" if not t["stop_reason"] else f"{t['stop_reason']} @ {t['stop_step']}"
+            link = f'<a href="/dashboard/trials/{quote(t["id"], safe=":")}">{escape(t["name"])}</a>'
+            rows.append(
+                f'<tr class="trial" data-trial="{escape(t["id"])}" data-config="{escape(label or "")}"><td>'
+                f'<i class="swatch" style="background:{colour}"></i> {link}</td><td>{t["seed"]}</td>'
+                f'<td class="status-{escape(t["status"])}">{escape(t["status"])}</td>'
+                f'<td>{"" if t["step"] is None else t["step"]}</td><td>{best}</td>'
+                f'<td>{"" if t["collapse_step"] is None else t["collapse_step"]}</td><td>{escape(stop)}</td>'
+                f'<td>{escape(t.get("why") or "")}</td></tr>'
+            )
+    return (
+        '<h2>Trials</h2><table id="trials"><tr><th>trial</th><th>seed</th><th>status</th><th>step</th><th>best</th>'
         f"<th>collapse onset</th><th>stop</th><th>why</th></tr>{''.join(rows)}</table>"
     )
-    running = sweep["status"] in ("queued", "running")
-    return page(f"ablate: {sweep['id']}", head + chart + table, refresh_s=5 if running else None)
 
 
-def _chart(
-    trials: Sequence[Mapping[str, Any]], curves: Mapping[str, list[tuple[int, float]]], objective: str | None, colors: Mapping[str, str]
+def trial_page(
+    sweep: Mapping[str, Any],
+    trial: Mapping[str, Any],
+    signals: Sequence[tuple[str, str, list[tuple[int, float]]]],
+    evidence: Mapping[str, Any] | None,
+    colour: str,
 ) -> str:
-    points = [(s, v) for c in curves.values() for s, v in c if math.isfinite(v)]
-    if objective is None or not points:
-        return '<p id="no-curves">No validation scores yet.</p>'
-    x_max = max(max(s for s, _ in points), 1)
-    lo, hi = min(v for _, v in points), max(v for _, v in points)
-    if hi - lo < 1e-12:
-        lo, hi = lo - 0.5, hi + 0.5
-    plot_w, plot_h = WIDTH - PAD_L - PAD_R, HEIGHT - PAD_T - PAD_B
+    """Return one trial's page: its objective and training signals, with its best step, onset and stop marked, and
+    the collapse rule's evidence.
 
-    def x(step: float) -> float:
-        return PAD_L + plot_w * step / x_max
+    Args:
+        sweep: Its sweep (as the API returns it).
+        trial: The trial (as the API returns it).
+        signals: (key, title, points) per signal drawn: the objective, entropy, response length, grad norm.
+        evidence: The evidence the rule recorded when it stopped the trial (None when no rule did).
+        colour: Its configuration's colour.
+    """
+    from orchestrator.report import config_label
 
-    def y(value: float) -> float:
-        return PAD_T + plot_h * (1 - (value - lo) / (hi - lo))
-
-    parts = [
-        f'<svg id="curves" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img">',
-        f'<rect x="{PAD_L}" y="{PAD_T}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#bbb"/>',
-    ]
-    for i in range(5):
-        value = lo + (hi - lo) * i / 4
-        parts.append(f'<text x="{PAD_L - 6}" y="{y(value) + 4:.1f}" text-anchor="end">{value:.3g}</text>')
-        step = x_max * i / 4
-        parts.append(f'<text x="{x(step):.1f}" y="{HEIGHT - PAD_B + 16}" text-anchor="middle">{step:.0f}</text>')
-    parts.append(f'<text x="{PAD_L + plot_w / 2}" y="{HEIGHT - 6}" text-anchor="middle">training step</text>')
-    for t in trials:
-        curve = [(s, v) for s, v in curves.get(t["id"], []) if math.isfinite(v)]
-        if not curve:
-            continue
-        path = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in curve)
-        parts.append(
-            f'<polyline class="curve" data-trial="{escape(t["id"])}" fill="none" stroke="{colors[t["id"]]}" '
-            f'stroke-width="1.6" points="{path}"><title>{escape(t["name"])}</title></polyline>'
-        )
-        onset = t.get("collapse_step")
-        if onset is not None:
-            at = min(curve, key=lambda p: abs(p[0] - onset))
-            cx, cy = x(onset), y(at[1])
-            parts.append(
-                f'<path class="collapse-marker" data-trial="{escape(t["id"])}" d="M{cx - 5:.1f},{cy - 5:.1f} L{cx + 5:.1f},{cy + 5:.1f} '
-                f'M{cx - 5:.1f},{cy + 5:.1f} L{cx + 5:.1f},{cy - 5:.1f}" stroke="{colors[t["id"]]}" stroke-width="2.5">'
-                f"<title>{escape(t['name'])}: collapse onset at step {onset}</title></path>"
-            )
-    parts.append("</svg>")
-    legend = "".join(
-        f'<span><i style="background:{colors[t["id"]]}"></i>{escape(t["name"])}</span>' for t in trials if curves.get(t["id"])
+    running = trial["status"] not in ("completed", "stopped", "failed", "cancelled")
+    marks = {"best": trial.get("best_step"), "onset": trial.get("collapse_step"), "stop": trial.get("stop_step")}
+    config = config_label(trial.get("levels") or {})
+    head = (
+        f'<p><a href="/dashboard/sweeps/{escape(sweep["id"])}">{escape(sweep["id"])}</a></p>'
+        f'<h1 id="trial-name">{escape(trial["name"])}</h1><p><i class="swatch" style="background:{colour}"></i> '
+        f'{escape(config)}; seed {trial["seed"]}; status <b class="status-{escape(trial["status"])}" id="trial-status">'
+        f'{escape(trial["status"])}</b>; step {"" if trial["step"] is None else trial["step"]}; best '
+        + ("-" if trial["best_score"] is None else f"{trial['best_score']:.4g} @ {trial['best_step']}")
+        + "</p>"
     )
-    return f'<h2>{escape(objective)}</h2>{"".join(parts)}<p class="legend">{legend} &nbsp;&times; collapse onset</p>'
+    charts = "".join(signal_chart(key, title, points, marks, colour) for key, title, points in signals)
+    legend = (
+        '<p class="note">Dashed lines: <span style="color:#009E73">best step</span>, '
+        '<span style="color:#D55E00">collapse onset</span>, stop.</p>'
+    )
+    body = f'<div id="live" data-running="{int(running)}">{head}<div class="signals">{charts}</div>{legend}{_evidence(trial, evidence)}</div>'
+    return page(f"ablate: {trial['name']}", body + (_LIVE_SCRIPT if running else ""))
+
+
+def _evidence(trial: Mapping[str, Any], evidence: Mapping[str, Any] | None) -> str:
+    """Return how the trial ended, and the rule's sentence and evidence when a rule stopped it."""
+    stop = trial.get("stop_reason")
+    parts = ["<h2>How it ended</h2>"]
+    if not stop:
+        parts.append("<p>It has not ended yet.</p>")
+    else:
+        parts.append(f'<p id="stop-reason">{escape(stop)} at step {trial.get("stop_step")}</p>')
+    if evidence:
+        parts.append(f'<p id="rule-reason"><b>{escape(str(evidence.get("reason", "")))}</b></p>')
+        rows = "".join(
+            f"<tr><td>{escape(str(k))}</td><td>{escape(_value(v))}</td></tr>" for k, v in evidence.items() if k != "reason"
+        )
+        parts.append(f'<table id="evidence"><tr><th>evidence</th><th>value</th></tr>{rows}</table>')
+    warnings = trial.get("warnings") or []
+    if warnings:
+        items = "".join(f"<li>{escape(str(w.get('rule')))} at step {w.get('step')}</li>" for w in warnings)
+        parts.append(f"<h3>Leading signs (warnings, never stops)</h3><ul id=\"warnings\">{items}</ul>")
+    return "".join(parts)
+
+
+def _value(value: Any) -> str:
+    """Return an evidence value as short text (floats to 4 significant digits)."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(_value(v) for v in value)
+    return str(value)
+
+
+# Refresh without a full reload: every 5 s the page fetches itself and swaps `#live` in place (scroll position and
+# open <details> kept), until the sweep or trial has ended; `data-refreshes` on <body> counts the swaps.
+_LIVE_SCRIPT = """<script>
+(function(){
+  let n = 0;
+  async function tick(){
+    try {
+      const answer = await fetch(location.href, {credentials: 'same-origin', cache: 'no-store'});
+      if (!answer.ok) return setTimeout(tick, 5000);
+      const doc = new DOMParser().parseFromString(await answer.text(), 'text/html');
+      const fresh = doc.getElementById('live'), old = document.getElementById('live');
+      if (!fresh || !old) return setTimeout(tick, 5000);
+      const open = [...old.querySelectorAll('details[open]')].map(d => d.id);
+      old.replaceWith(fresh);
+      open.forEach(id => { const d = document.getElementById(id); if (d) d.open = true; });
+      document.body.dataset.refreshes = String(++n);
+      if (fresh.dataset.running === '1') setTimeout(tick, 5000);
+    } catch (e) { setTimeout(tick, 5000); }
+  }
+  setTimeout(tick, 5000);
+})();
+</script>"""
 
 
 def _time(value: float | None) -> str:

@@ -42,6 +42,8 @@ class Service:
         self._stores_lock = threading.Lock()
         self._report_lock = threading.Lock()
         self._trials: dict[str, tuple[float, tuple[Any, ...], list[dict[str, Any]]]] = {}
+        self._effects: dict[str, tuple[tuple[Any, ...], Any]] = {}
+        self._effects_lock = threading.Lock()
 
     # ---- sweep stores ----------------------------------------------------------------------------------------
 
@@ -124,6 +126,34 @@ class Service:
             if history:
                 return resolve_objective("auto", history, finished=True)[0]
         return None
+
+    def effects(self, sweep: ServiceSweep, trials: list[dict[str, Any]]) -> Any:
+        """Return the report's effects of the sweep's runs that have ended (`_live.LiveEffects`), or None.
+
+        They are computed again only when another run has ended (the key is the set of ended trials), so that a
+        dashboard polled every few seconds does not re-read every history each time.
+
+        Raises:
+            ReportError: If they cannot be computed, with the reason.
+        """
+        from orchestrator.errors import AblateError
+        from orchestrator.service._live import live_effects
+        from orchestrator.store import TERMINAL
+
+        key = tuple(sorted((t["trial_id"], t["status"], t["stop_step"]) for t in trials if t["status"] in TERMINAL))
+        with self._effects_lock:
+            cached = self._effects.get(sweep.id)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            try:
+                live = live_effects(sweep_home(self.state_dir, sweep.id) / RUN_DIR)
+            except AblateError as exc:
+                raise ReportError(str(exc)) from None
+            except Exception as exc:  # the dashboard shows the rest of the page, the traceback goes to the log
+                log.exception("sweep %s: the live effects failed", sweep.id)
+                raise ReportError(f"{type(exc).__name__}: {exc}") from None
+            self._effects[sweep.id] = (key, live)
+            return live
 
     # ---- submit ----------------------------------------------------------------------------------------------
 
