@@ -55,6 +55,13 @@ def test_effects_html_waits_for_the_baseline_then_says_cannot_tell_apart_yet() -
     ]
 
 
+def test_effects_html_without_factors_says_there_is_nothing_to_compare() -> None:
+    runs = [RunInput(run="r", history=[StepMetrics(0, {METRIC: 1.0})], stop_reason="completed")]
+    live = LiveEffects(1, 3, build_report(runs, objective=METRIC).effects, {}, {}, "max")
+    html = effects_html(live, {})
+    assert "No factors to compare" in html and '<table id="effects">' not in html
+
+
 def _trial(tid: str, kl: str, seed: int, onset: int | None = None) -> dict[str, object]:
     return {
         "id": f"s-1:{tid}", "trial_id": tid, "name": f"kl={kl}_s{seed}", "seed": seed, "levels": {"kl": kl}, "status": "completed",

@@ -106,6 +106,9 @@ def effects_html(live: LiveEffects | None, colours: Mapping[str, str], *, error:
     effects = live.effects
     if effects is None:
         return f'<div id="effects-live">{head}</div>'
+    # No factors (a search samples its own values, or a sweep of seeds only): nothing to compare.
+    if not live.levels:
+        return f'<div id="effects-live">{head}<p class="note">No factors to compare: see the report.</p></div>'
     rows = []
     for factor in live.levels:
         effect = next((e for e in effects.by_factor if e.factor == factor), None)
