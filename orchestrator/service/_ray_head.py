@@ -59,8 +59,12 @@ def main(argv: list[str]) -> None:
         # Ray's own processes were killed (`ray stop`, the OOM killer): say so by exiting; the service starts anew.
         if node is not None and not node.remaining_processes_alive():
             print("ablate: the Ray head's processes died", file=sys.stderr, flush=True)
-            ray.shutdown()
-            sys.exit(3)
+            # Not ray.shutdown(): with the GCS gone it waits Ray's reconnect timeout (60 s) first, and the service
+            # must learn of the death before its sweeps' drivers give up on the GCS themselves.
+            try:
+                node.kill_all_processes(check_alive=False, allow_graceful=False)
+            finally:
+                os._exit(3)
     ray.shutdown()
 
 

@@ -38,6 +38,7 @@ SPEC_FILE = "spec.yaml"
 RUN_DIR = "run"
 LOG_FILE = "run.log"
 INTERRUPTED = 130
+GCS_RECONNECT_TIMEOUT_S = 15  # seconds a sweep driver waits for a GCS that stopped answering (Ray: 60)
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -359,6 +360,10 @@ class Worker:
         env = dict(os.environ)
         if self._head is not None:
             env.update(self._head.env())
+            # The head is the service's own, without GCS fault tolerance: a GCS that stops answering has died with
+            # it. The sweep's driver then gives up after this long instead of Ray's default 60 s, so that a sweep
+            # interrupted by the head's death (or by the service's) ends and resumes sooner.
+            env.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", str(GCS_RECONNECT_TIMEOUT_S))
             argv += ["--address", str(self._head.address)]
         else:
             argv += ["--address", str(self._address)]
