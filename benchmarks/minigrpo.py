@@ -13,6 +13,7 @@ included) and peak RSS. Run it on an otherwise idle machine.
 
     python benchmarks/minigrpo.py                       # speed alone, then all configs x 5 seeds, 250 steps
     python benchmarks/minigrpo.py --configs original --seeds 1 2 --steps 100 --speed-seeds
+    python benchmarks/minigrpo.py --speed-only          # re-measure speed alone into the existing minigrpo.md
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     base = _base_overrides(args)
     print(f"warm start: {_prime_cache(base, args):.1f} s (cached for every run)", flush=True)
     speed = _speed_alone(base, args)
+    if args.speed_only:
+        _replace_speed_section(args.out / "minigrpo.md", speed)
+        print(speed)
+        return 0
     jobs = [(name, seed) for name in args.configs for seed in args.seeds]
     results: list[RunResult] = []
     with tempfile.TemporaryDirectory(prefix="minigrpo-bench-") as workdir, ThreadPoolExecutor(args.jobs) as pool:
@@ -102,7 +107,18 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--override", nargs="*", default=[], help="extra overrides for every run")
     parser.add_argument("--speed-seeds", nargs="*", type=int, default=[1, 2, 3],
                         help="seeds of the 200-step speed runs made alone (none: skip them)")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="measure speed alone only and rewrite that section of an existing minigrpo.md")
     return parser.parse_args(argv)
+
+
+def _replace_speed_section(path: Path, speed: str) -> None:
+    """Replace the table of the "Speed alone" section of `path`, keeping the rest of the file."""
+    text = path.read_text()
+    head, rest = text.split("## Speed alone\n\n", 1)
+    intro, rest = rest.split("\n\n", 1)
+    _, tail = rest.split("\n## Per run", 1)
+    path.write_text(f"{head}## Speed alone\n\n{intro}\n\n{speed}\n\n## Per run{tail}")
 
 
 SPEED_STEPS = 200
