@@ -9,7 +9,8 @@ import re
 
 from orchestrator.history import StepMetrics
 from orchestrator.report import OKABE_ITO, RunInput, build_report, config_colours
-from orchestrator.service._charts import SeriesGroup, config_panels, mean_curve
+from orchestrator.report._curves import mean_curve
+from orchestrator.service._charts import SeriesGroup, config_panels
 from orchestrator.service._dashboard import sweep_page, trial_groups
 from orchestrator.service._live import CANNOT_TELL, LiveEffects, effects_html
 

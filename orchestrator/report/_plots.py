@@ -27,6 +27,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from orchestrator.history import History, series  # noqa: E402
 from orchestrator.report._build import Report  # noqa: E402
+from orchestrator.report._curves import mean_curve  # noqa: E402
 from orchestrator.report._colours import OKABE_ITO, config_colours, config_label  # noqa: E402
 from orchestrator.report._effects import FactorEffects  # noqa: E402
 from orchestrator.report._plot_effects import effect_intervals  # noqa: E402
@@ -102,18 +103,6 @@ def _short_title(label: str, levels: Mapping[str, str], baseline: Mapping[str, s
 # --- validation curves --------------------------------------------------------------------------------------------
 
 
-def _mean_curve(curves: Sequence[Sequence[tuple[int, float]]]) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
-    """Return the mean over runs at each step: where every run has a value, and from the first step one lacks it."""
-    by_step: dict[int, list[float]] = {}
-    for curve in curves:
-        for step, value in curve:
-            by_step.setdefault(step, []).append(value)
-    full = [(step, sum(v) / len(v)) for step, v in sorted(by_step.items()) if len(v) == len(curves)]
-    last_full = full[-1][0] if full else -math.inf
-    partial = [(step, sum(v) / len(v)) for step, v in sorted(by_step.items()) if step >= last_full and len(v) > 0]
-    return full, partial if len(partial) > 1 else []
-
-
 def _draw_panel(ax: plt.Axes, i: int, runs: Sequence[tuple[RunInput, RunSummary]], colour: str) -> list[tuple[int, float]]:
     """Draw one configuration's seeds (thin), their mean (bold) and onsets (x); return the mean curve."""
     curves = []
@@ -132,7 +121,7 @@ def _draw_panel(ax: plt.Axes, i: int, runs: Sequence[tuple[RunInput, RunSummary]
     # One run: its line is the mean.
     if len(curves) < 2:
         return curves[0] if curves else []
-    full, partial = _mean_curve(curves)
+    full, partial = mean_curve(curves)
     if partial:
         (dotted,) = ax.plot(*zip(*partial), color=colour, lw=2.2, ls=":")
         tag(dotted, f"val-mean-partial-{i}")

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 
-Curve = list[tuple[int, float]]
+from orchestrator.report._curves import Curve, mean_curve
 
 PANEL_W, PANEL_H, PAD_L, PAD_R, PAD_T, PAD_B = 300, 190, 46, 10, 30, 30
 COLUMNS = 3
@@ -68,22 +68,6 @@ class _Frame:
             step = self.x_max * i / 2
             parts.append(f'<text x="{self.x(step):.1f}" y="{self.top + self.height + 14}" text-anchor="middle">{step:.0f}</text>')
         return parts
-
-
-def mean_curve(curves: Sequence[Curve]) -> tuple[Curve, Curve]:
-    """Return the mean over runs at each step: where every run has a value, and (partial) from the last such step on.
-
-    The same convention as the report's figures: once a seed has stopped (a collapse stop), the mean of the seeds
-    left is drawn dotted, since it is no longer a mean over the whole configuration.
-    """
-    by_step: dict[int, list[float]] = {}
-    for curve in curves:
-        for step, value in curve:
-            by_step.setdefault(step, []).append(value)
-    full = [(step, sum(v) / len(v)) for step, v in sorted(by_step.items()) if len(v) == len(curves)]
-    last_full = full[-1][0] if full else -math.inf
-    partial = [(step, sum(v) / len(v)) for step, v in sorted(by_step.items()) if step >= last_full]
-    return full, partial if len(partial) > 1 else []
 
 
 def _finite(curve: Curve) -> Curve:
