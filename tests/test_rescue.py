@@ -226,14 +226,15 @@ def test_a_collapsed_trial_is_branched_from_its_checkpoint_once_per_remedy_and_a
 
 
 def test_a_driver_killed_during_rescues_resumes_them_with_nothing_trained_twice(tmp_path: Path, env: dict[str, str]) -> None:
-    # This LR collapses at about step 30 with its best at step 0; its KL 0.1 branch trains the 150 steps.
+    # This LR collapses at about step 30 with its best at step 0; its KL 0.1 branch is branched at once. The budget is
+    # long enough that its trainer cannot finish in the second or two the driver's workers outlive the driver.
     spec = write_spec(
         tmp_path,
         "rescue-kill",
         f"""\
         factors:
           lr_schedule: [{{type: constant, lr: 2.0e-3}}]
-        budget: {{max_steps: 150, eval_every: 5, save_every: 5}}
+        budget: {{max_steps: 300, eval_every: 5, save_every: 5}}
         objective: {{metric: {SCORE}, mode: max}}
         pruning: {{collapse: {{}}, rescue: {{remedies: [{{kl: 0.1}}], from: best}}}}
         """,
@@ -251,6 +252,8 @@ def test_a_driver_killed_during_rescues_resumes_them_with_nothing_trained_twice(
         driver.kill()
     assert wait_until_no_trainers(out, timeout=60) == []
     before = _records(out)
+    # The branch was cut short: its trainer died with the driver's workers, well before its last step.
+    assert [r.status for r in before.values() if r.parent is not None] == ["running"], before
     result = run_ablate(["run", str(spec), "--out", str(out)], env)
     assert result.returncode == 0, result.stderr[-3000:]
     after = _records(out)
