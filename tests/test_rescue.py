@@ -226,7 +226,7 @@ def test_a_collapsed_trial_is_branched_from_its_checkpoint_once_per_remedy_and_a
 
 
 def test_a_driver_killed_during_rescues_resumes_them_with_nothing_trained_twice(tmp_path: Path, env: dict[str, str]) -> None:
-    # This LR collapses at about step 30 with its best at step 0; its KL 0.1 branch is branched at once. The budget is
+    # This LR collapses at about step 30 with its best at step 0; the KL 0.1 branch starts from there. The budget is
     # long enough that its trainer cannot finish in the second or two the driver's workers outlive the driver.
     spec = write_spec(
         tmp_path,
