@@ -8,6 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.minigrpo import numerics
+
+# The miniature's kernels are pinned before anything imports torch, in this process and (inherited) in every
+# process it starts, so that a seed's run, and each test's expectation of it, is the same on any x86 machine.
+numerics.pin()
 
 
 def _in_ci() -> bool:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import torch
 
-from orchestrator.minigrpo import checkpoint
+from orchestrator.minigrpo import checkpoint, numerics
 from orchestrator.minigrpo.config import compose
 from orchestrator.minigrpo.task import TaskSpec, make_prompts
 from orchestrator.minigrpo.trainer import train
@@ -144,6 +144,28 @@ def test_train_checkpoint_layout_and_pruning(minigrpo_workdir: Path) -> None:
     assert set(state.rng) == {"rollout", "torch"}
 
 
+def test_each_evaluation_scores_the_weights_of_its_own_step(minigrpo_workdir: Path) -> None:
+    """Evaluations run beside the next steps' training: each record still holds its own step's evaluation, exactly
+    as an evaluation of that step's checkpoint made afterwards gives it, and records stay in step order."""
+    from orchestrator.minigrpo.model import TinyTransformer, load_rounded
+    from orchestrator.minigrpo.trainer import _build, _validate
+
+    overrides = ["trainer.total_training_steps=6", "trainer.save_freq=2", "trainer.max_actor_ckpt_to_keep=3",
+                 "trainer.default_local_dir=ckpt", f"{A}optim.lr=5e-3"]
+    records = _run(minigrpo_workdir, *overrides)
+    assert [r["step"] for r in records] == list(range(7))
+    run = _build(compose([*TINY, *overrides]))
+    sampler = TinyTransformer(run.policy.spec)
+    scores = []
+    for step in (2, 4, 6):
+        run.policy.load_state_dict(checkpoint.load(minigrpo_workdir / "ckpt" / f"global_step_{step}").model)
+        load_rounded(sampler, run.policy, "bfloat16")
+        assert _validate(run, sampler) == {k: records[step]["data"][k] for k in _validate(run, sampler)}, step
+        scores.append(records[step]["data"][VAL_METRICS[0]])
+    assert len(set(scores)) > 1, "the weights changed between evaluations"
+    assert all(records[step]["data"]["timing_s/testing"] > 0 for step in (2, 4, 6))
+
+
 def test_train_without_save_freq_writes_no_checkpoint(minigrpo_workdir: Path) -> None:
     _run(minigrpo_workdir, "trainer.total_training_steps=2", "trainer.default_local_dir=ckpt")
     assert not (minigrpo_workdir / "ckpt").exists()
@@ -247,6 +269,30 @@ def test_warm_start_cache_key_depends_on_torch_version_and_threads(monkeypatch: 
     assert len({base, other_threads, cache_key(*args)}) == 3
 
 
+def _cli_run(tmp_path: Path, name: str, **env: str) -> list[dict[str, Any]]:
+    """Run the CLI trainer (10 steps, a 30-step warm start in a cache of its own) under `env`; return its metrics."""
+    overrides = [*TINY, "mini.warm_start.steps=30", "trainer.total_training_steps=10", "trainer.save_freq=-1",
+                 f"{A}optim.lr=5e-3"]
+    proc = _cli(tmp_path, tmp_path / "cache", name, overrides, env)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    return [_comparable(r["data"]) for r in _records(tmp_path / f"{name}.jsonl")]
+
+
+@pytest.mark.skipif(not numerics._has_avx2(), reason="the kernels are pinned only on a CPU with AVX2 and FMA")
+def test_a_seeds_run_does_not_depend_on_the_kernels_the_cpu_offers(tmp_path: Path) -> None:
+    """A machine whose torch would pick other kernels (here scalar ones, as on a CPU with neither AVX2 nor AVX-512)
+    gets the same run: the trainer pins its own. Without the pin (the control) the same seed gives another run."""
+    pinned = _cli_run(tmp_path, "pinned")
+    elsewhere = _cli_run(tmp_path, "elsewhere", ATEN_CPU_CAPABILITY="default", MKL_CBWR="COMPATIBLE")
+    assert elsewhere == pinned
+    native = _cli_run(tmp_path, "native", ATEN_CPU_CAPABILITY="default", MKL_CBWR="COMPATIBLE",
+                        ABLATE_MINIGRPO_NATIVE_NUMERICS="1")
+    # The control: other kernels sum in another order, and the entropies and losses differ from the first step on.
+    assert [r["actor/entropy"] for r in native[1:]] != [r["actor/entropy"] for r in pinned[1:]]
+    assert len({p.name for p in (tmp_path / "cache").glob("warmstart-*.pt")}) == 2, "one warm start per kernel set"
+
+
 def test_one_mini_batch_update_reuses_the_old_log_prob_pass(minigrpo_workdir: Path) -> None:
     """One epoch of one mini-batch: the update's ratio is exactly 1 (its forward pass is the old-log-prob pass)."""
     steps = [r["data"] for r in _run(minigrpo_workdir, "trainer.total_training_steps=4")[1:]]
@@ -256,9 +302,11 @@ def test_one_mini_batch_update_reuses_the_old_log_prob_pass(minigrpo_workdir: Pa
     assert any(s["actor/ppo_kl"] != 0.0 for s in two[1:]), "the second mini-batch sees updated weights"
 
 
-def _cli(tmp_path: Path, cache: Path, name: str, overrides: list[str]) -> subprocess.Popen[str]:
+def _cli(
+    tmp_path: Path, cache: Path, name: str, overrides: list[str], extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     env = dict(os.environ, ABLATE_CACHE_DIR=str(cache), VERL_FILE_LOGGER_PATH=str(tmp_path / f"{name}.jsonl"),
-               PYTHONPATH=str(ROOT))
+               PYTHONPATH=str(ROOT), **(extra_env or {}))
     return subprocess.Popen(
         [sys.executable, "-m", "orchestrator.minigrpo", *overrides, f"trainer.default_local_dir={tmp_path / name}"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from orchestrator.minigrpo import numerics
+
 USAGE = "usage: python -m orchestrator.minigrpo [key=value ...]  (verl's override keys; see mini_trainer.yaml)"
 
 
@@ -18,6 +20,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(arg in ("-h", "--help") for arg in args):
         print(USAGE)
         return 0
+    numerics.pin()  # before torch is imported
     from orchestrator.minigrpo.config import MiniConfigError, compose
 
     try:

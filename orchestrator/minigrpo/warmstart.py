@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from filelock import FileLock
 
+from orchestrator.minigrpo import numerics
 from orchestrator.minigrpo.model import ModelSpec, TinyTransformer
 from orchestrator.minigrpo.optim import AdamW
 from orchestrator.minigrpo.task import N_DIGITS, PAD, Prompts, TaskSpec, make_targets
@@ -55,12 +56,14 @@ class WarmStartSpec:
 def cache_key(task: TaskSpec, model: ModelSpec, warm: WarmStartSpec, n_train_prompts: int) -> str:
     """Return a short hash of everything the warm-started weights depend on.
 
-    That includes the torch version and the number of torch threads: both change the order of floating-point
-    reductions, so a cache written under others would not be the weights this process would train.
+    That includes the torch version, the number of torch threads and the CPU kernels in use (`numerics`): each
+    changes the order of floating-point reductions, so a cache written under others would not be the weights this
+    process would train.
     """
     blob = json.dumps(
         {"v": FORMAT_VERSION, "task": asdict(task), "model": asdict(model), "warm": asdict(warm), "n": n_train_prompts,
-         "torch": torch.__version__, "threads": torch.get_num_threads()},
+         "torch": torch.__version__, "threads": torch.get_num_threads(),
+         "kernels": numerics.describe()},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
