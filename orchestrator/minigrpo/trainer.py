@@ -7,7 +7,8 @@ correction (importance weights, rejection mask and their metrics, or in bypass m
 old ones), get reference log-probs for the KL loss, compute group-normalised advantages (zero on rejected tokens),
 run `ppo_epochs` passes of mini-batch updates (PPO-clip, entropy bonus, KL loss, grad clipping), advance the LR
 schedule, save a checkpoint and validate when due, then log one record. Validation runs before training (step 0,
-or the resumed step) when `val_before_train`, and at every `test_freq` step and the last one.
+or the resumed step) when `val_before_train`, and at every `test_freq` step and the last one; it runs in a thread
+beside the next steps (on the step's own weights), and its step's record is logged once it is in.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import hashlib
 import os
 import signal
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,14 +93,24 @@ def train(cfg: DictConfig) -> int:
         torch.manual_seed(cfg.actor_rollout_ref.actor.fsdp_config.seed)
         run = _build(cfg)
         tracking = Tracking(cfg.trainer.project_name, cfg.trainer.experiment_name, loggers(cfg))
+        validation = _Validation(run, tracking)
         try:
             _resume(run)
             if cfg.trainer.val_before_train:
-                tracking.log(_validate(run), step=run.step)
+                validation.start({}, run.step)
             while run.step < run.total_steps:
                 run.step += 1
-                tracking.log(_step(run), step=run.step)
+                metrics = _step(run)
+                if _due(cfg.trainer.test_freq, run):
+                    validation.start(metrics, run.step)
+                else:
+                    validation.log(metrics, run.step)
+            validation.flush()
+        except Interrupted:
+            validation.flush()  # every completed step's record is written before the run stops
+            raise
         finally:
+            validation.close()
             tracking.close()
     finally:
         for signum, handler in previous.items():
@@ -285,9 +297,6 @@ def _step(run: _Run) -> dict[str, Any]:
         if _due(cfg.trainer.save_freq, run):
             with _timer(run, "save_checkpoint"):
                 _save(run, epoch)
-        if _due(cfg.trainer.test_freq, run):
-            with _timer(run, "testing"):
-                metrics.update(_validate(run))
     metrics["training/global_step"] = run.step
     metrics["training/epoch"] = epoch
     metrics.update(_data_metrics(run, scores, token_advantages, rollout.mask, batch.tokens.shape[1]))
@@ -447,14 +456,65 @@ def _correct(corr: DictConfig, train_log_prob: torch.Tensor, rollout_log_prob: t
                    corr.rollout_is_batch_normalize, corr.rollout_rs, corr.rollout_rs_threshold)
 
 
-def _validate(run: _Run) -> dict[str, float]:
-    """Sample every held-out prompt `val_kwargs.n` times from the rollout copy, with the same seed every time."""
+class _Validation:
+    """Evaluations beside training: each runs in a thread of its own while the next steps train.
+
+    An evaluation samples from a rollout copy of the weights taken when it starts, with a generator seeded the
+    same at every evaluation, so it gives exactly what it would inline. Records are logged in step order: those
+    of the steps after an evaluation wait, with its own, until it is in (a few steps later).
+    """
+
+    def __init__(self, run: _Run, tracking: Tracking) -> None:
+        self._run = run
+        self._tracking = tracking
+        self._sampler = TinyTransformer(run.sampler.spec).requires_grad_(False)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minigrpo-validation")
+        self._queue: deque[tuple[int, dict[str, Any], Future[tuple[dict[str, float], float]] | None]] = deque()
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        """Log `step`'s record, after those waiting for an evaluation."""
+        self._queue.append((step, metrics, None))
+        self.flush(wait=False)
+
+    def start(self, metrics: dict[str, Any], step: int) -> None:
+        """Start evaluating the current weights; `step`'s record (`metrics`) is logged with the results."""
+        self.flush(wait=True)  # one evaluation at a time: its rollout copy is reused
+        load_rounded(self._sampler, self._run.policy, self._run.cfg.actor_rollout_ref.rollout.dtype)
+        self._queue.append((step, metrics, self._pool.submit(_timed_validate, self._run, self._sampler)))
+
+    def flush(self, wait: bool = True) -> None:
+        """Log the records whose evaluations are in (with `wait`, all of them, waiting for the one under way)."""
+        while self._queue:
+            step, metrics, future = self._queue[0]
+            if future is not None:
+                if not (wait or future.done()):
+                    return
+                results, seconds = future.result()
+                metrics.update(results)
+                if "timing_s/step" in metrics:
+                    metrics["timing_s/testing"] = seconds
+            self._queue.popleft()
+            self._tracking.log(metrics, step=step)
+
+    def close(self) -> None:
+        """Stop the thread (an evaluation under way is waited for; records not flushed are dropped)."""
+        self._queue.clear()
+        self._pool.shutdown(wait=True)
+
+
+def _timed_validate(run: _Run, sampler: TinyTransformer) -> tuple[dict[str, float], float]:
+    start = time.perf_counter()
+    results = _validate(run, sampler)
+    return results, time.perf_counter() - start
+
+
+def _validate(run: _Run, sampler: TinyTransformer) -> dict[str, float]:
+    """Sample every held-out prompt `val_kwargs.n` times from `sampler`, with the same seed every time."""
     rollout_cfg = run.cfg.actor_rollout_ref.rollout
     val = rollout_cfg.val_kwargs
     prompts = run.val_prompts.select(torch.arange(len(run.val_prompts)).repeat_interleave(val.n))
-    load_rounded(run.sampler, run.policy, rollout_cfg.dtype)
     generator = torch.Generator().manual_seed(run.cfg.mini.val_seed)
-    rollout = generate(run.sampler, prompts.tokens, run.cfg.data.max_response_length, val.temperature, generator,
+    rollout = generate(sampler, prompts.tokens, run.cfg.data.max_response_length, val.temperature, generator,
                        greedy=not val.do_sample)
     scores = score(run.task, rollout.responses, prompts.answers)
     suffix = f"mean@{val.n}"
