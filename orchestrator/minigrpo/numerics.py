@@ -1,7 +1,7 @@
 """The same run on any x86 machine: the miniature's CPU kernels are pinned to AVX2.
 
-PyTorch picks its vectorised kernels (ATen's, MKL's matrix products, oneDNN's) by the CPU it finds: AVX-512 where
-there is AVX-512, AVX2 otherwise. The two sum in different orders, and GRPO near collapse amplifies a last-bit difference
+PyTorch picks its vectorised kernels (ATen's, and MKL's matrix products) by the CPU it finds: AVX-512 where there
+is AVX-512, AVX2 otherwise. The two sum in different orders, and GRPO near collapse amplifies a last-bit difference
 into another run within a few dozen steps: the same seed would collapse at step 5 on one machine and at step 15 on
 the next, and a test or a benchmark written on one would not hold on the other. Pinning both to AVX2, which x86
 CPUs of the last decade have, gives a seed the same run on each of them.
@@ -17,9 +17,8 @@ import os
 import sys
 from pathlib import Path
 
-# ATen's kernels (torch reads this at its first dispatch), MKL's Conditional Numerical Reproducibility branch, and
-# the widest instructions oneDNN may use (each of the three changes a run on an AVX-512 machine when left free).
-PORTABLE_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+# ATen's kernels (torch reads this at its first dispatch) and MKL's Conditional Numerical Reproducibility branch.
+PORTABLE_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}
 NATIVE_ENV = "ABLATE_MINIGRPO_NATIVE_NUMERICS"
 
 
@@ -39,11 +38,10 @@ def pin() -> bool:
 
 
 def describe() -> str:
-    """Return the kernels in use, e.g. "AVX2/MKL_CBWR=AVX2/ONEDNN_MAX_CPU_ISA=AVX2" (imports torch)."""
+    """Return the kernels in use, e.g. "AVX2/MKL_CBWR=AVX2" (imports torch)."""
     import torch
 
-    chosen = [f"{key}={os.environ.get(key, 'auto')}" for key in ("MKL_CBWR", "ONEDNN_MAX_CPU_ISA")]
-    return "/".join([torch.backends.cpu.get_cpu_capability(), *chosen])
+    return f"{torch.backends.cpu.get_cpu_capability()}/MKL_CBWR={os.environ.get('MKL_CBWR', 'auto')}"
 
 
 def _has_avx2() -> bool:
