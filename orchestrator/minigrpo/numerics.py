@@ -6,6 +6,11 @@ into another run within a few dozen steps: the same seed would collapse at step 
 the next, and a test or a benchmark written on one would not hold on the other. Pinning both to AVX2, which x86
 CPUs of the last decade have, gives a seed the same run on each of them.
 
+oneDNN, which torch also calls for some products, chooses its instructions itself and is not pinned: on this
+project's machine (AVX-512) pinning it to AVX2 too (`ONEDNN_MAX_CPU_ISA=AVX2`) changed the runs again, and the
+calibration with it (benchmarks/results/minigrpo.md, Reading) has n=8 collapsing late in 4 of 10 seeds. So a CPU
+whose oneDNN picks other instructions (one without AVX-512) may still give other runs.
+
 The pin must come before torch is imported: `pin()` is called first thing by the trainer's entry point
 (`python -m orchestrator.minigrpo`) and by the test suite. `ABLATE_MINIGRPO_NATIVE_NUMERICS=1` keeps the
 machine's own kernels. Other processes (a verl trainer, the orchestrator) are never pinned.
