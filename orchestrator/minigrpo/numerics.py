@@ -6,7 +6,8 @@ into another run within a few dozen steps: the same seed would collapse at step 
 the next, and a test or a benchmark written on one would not hold on the other. Pinning both to AVX2, which x86
 CPUs of the last decade have, gives a seed the same run on each of them.
 
-oneDNN, which torch also calls for some products, chooses its instructions itself and is not pinned: on this
+oneDNN, which torch calls for GELU's forward pass (the only oneDNN primitive the trainer runs, by ONEDNN_VERBOSE),
+chooses its instructions itself and is not pinned: on this
 project's machine (AVX-512) pinning it to AVX2 too (`ONEDNN_MAX_CPU_ISA=AVX2`) changed the runs again, and the
 calibration with it (benchmarks/results/minigrpo.md, Reading) has n=8 collapsing late in 4 of 10 seeds. So a CPU
 whose oneDNN picks other instructions (one without AVX-512) may still give other runs.
