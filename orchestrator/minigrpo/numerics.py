@@ -1,16 +1,16 @@
-"""The same run on any x86 machine: the miniature's CPU kernels are pinned to AVX2.
+"""The same run on other x86 machines: the miniature's CPU kernels are pinned to AVX2.
 
 PyTorch picks its vectorised kernels (ATen's, and MKL's matrix products) by the CPU it finds: AVX-512 where there
 is AVX-512, AVX2 otherwise. The two sum in different orders, and GRPO near collapse amplifies a last-bit difference
 into another run within a few dozen steps: the same seed would collapse at step 5 on one machine and at step 15 on
 the next, and a test or a benchmark written on one would not hold on the other. Pinning both to AVX2, which x86
-CPUs of the last decade have, gives a seed the same run on each of them.
+CPUs of the last decade have, gives a seed the same run on each of them, up to oneDNN.
 
 oneDNN, which torch calls for GELU's forward pass (the only oneDNN primitive the trainer runs, by ONEDNN_VERBOSE),
-chooses its instructions itself and is not pinned: on this
-project's machine (AVX-512) pinning it to AVX2 too (`ONEDNN_MAX_CPU_ISA=AVX2`) changed the runs again, and the
-calibration with it (benchmarks/results/minigrpo.md, Reading) has n=8 collapsing late in 4 of 10 seeds. So a CPU
-whose oneDNN picks other instructions (one without AVX-512) may still give other runs.
+chooses its instructions itself and is not pinned: on this project's machine (AVX-512) pinning it to AVX2 too
+(`ONEDNN_MAX_CPU_ISA=AVX2`) changed the runs again, and the calibration with it (benchmarks/results/minigrpo.md,
+Reading) has n=8 collapsing late in 4 of 10 seeds. So a CPU whose oneDNN picks other instructions (one without
+AVX-512) may still give other runs.
 
 The pin must come before torch is imported: `pin()` is called first thing by the trainer's entry point
 (`python -m orchestrator.minigrpo`) and by the test suite. `ABLATE_MINIGRPO_NATIVE_NUMERICS=1` keeps the
